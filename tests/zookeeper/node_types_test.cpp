@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -177,17 +178,22 @@ TEST_F(zk_test, regression_a_connected_event_that_beats_the_generation_store_is_
   for (int t = 0; t < 4; ++t) {
     openers.emplace_back([&] {
       ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
-      for (int i = 0; i < 40 && stuck.load() == 0; ++i) {
-        session s(io_.executor(), {.connect_string = connect_});
-        auto connected = s.async_wait_connected(tok);
-        ++opened;
-        if (connected.wait_for(5s) != std::future_status::ready) {
-          ++stuck;
-          ADD_FAILURE() << "session still '" << s.state() << "' after 5 s (generation " << s.generation()
-                        << ", session id " << s.session_id() << ")";
-          if (!std::get<0>(await(s.async_exists("/", tok)))) stuck_but_serving = true;
+      try {  // an exception escaping a std::thread would abort the whole program
+        for (int i = 0; i < 40 && stuck.load() == 0; ++i) {
+          session s(io_.executor(), {.connect_string = connect_});
+          auto connected = s.async_wait_connected(tok);
+          ++opened;
+          if (connected.wait_for(5s) != std::future_status::ready) {
+            ++stuck;
+            ADD_FAILURE() << "session still '" << s.state() << "' after 5 s (generation " << s.generation()
+                          << ", session id " << s.session_id() << ")";
+            if (!std::get<0>(await(s.async_exists("/", tok)))) stuck_but_serving = true;
+          }
+          (void)await(s.async_close(tok));
         }
-        (void)await(s.async_close(tok));
+      } catch (const std::exception& e) {
+        ++stuck;
+        ADD_FAILURE() << e.what();
       }
     });
   }
