@@ -34,20 +34,22 @@ std::string join(const std::vector<std::string>& v) {
   return "[" + out + "]";
 }
 
-/// Lists /demo/members and re-arms the one-shot children watch after every event.
-void watch_members(zkr::zookeeper::session& s, int rounds_left) {
-  if (rounds_left == 0) return;
+/// Lists /demo/members and re-arms the one-shot children watch after every event, until
+/// the watch ends with the session. `on_members` sees every listing.
+template <class OnMembers>
+void watch_members(zkr::zookeeper::session& s, OnMembers on_members) {
   s.async_get_children(
       "/demo/members",
-      [&s, rounds_left](std::error_code ec, zkr::watch_event ev) {
+      [&s, on_members](std::error_code ec, zkr::watch_event ev) {
         if (ec) return say("watcher", "watch ended: " + ec.message());
         say("watcher", std::string("event ") + std::string(zkr::to_string(ev.type)) + " on " + ev.path);
-        watch_members(s, rounds_left - 1);
+        watch_members(s, on_members);
       },
-      [](std::error_code ec, std::vector<std::string> children, zkr::stat) {
+      [on_members](std::error_code ec, std::vector<std::string> children, zkr::stat) {
         if (ec) return say("watcher", "list failed: " + ec.message());
         std::sort(children.begin(), children.end());
         say("watcher", "members " + join(children));
+        on_members(children);
       });
 }
 
@@ -67,6 +69,13 @@ int main(int argc, char** argv) {
   });
   std::optional<zkr::zookeeper::session> bob;
   int exit_code = 0;
+  bool bob_gone = false;
+  // Once bob has closed and the watch has shown alice alone, the tour is over.
+  auto on_members = [&](const std::vector<std::string>& members) {
+    if (bob_gone && members.size() == 1) {
+      alice.async_close([&](std::error_code) { say("alice", "closed"); });
+    }
+  };
 
   alice.async_wait_connected([&](std::error_code ec) {
     if (ec) {
@@ -76,7 +85,7 @@ int main(int argc, char** argv) {
     }
     alice.async_create("/demo", "", {}, [&](std::error_code, std::string, zkr::stat) {
       alice.async_create("/demo/members", "", {}, [&](std::error_code, std::string, zkr::stat) {
-        watch_members(alice, 3);
+        watch_members(alice, on_members);
         alice.async_create("/demo/members/alice-", "alice", {.mode = zkr::create_mode::ephemeral_sequential},
                            [&](std::error_code ec2, std::string path, zkr::stat st) {
                              if (ec2) return say("alice", "register failed: " + ec2.message());
@@ -86,9 +95,7 @@ int main(int argc, char** argv) {
                                                [&](std::error_code ec3, std::string p3, zkr::stat) {
                                                  say("bob", ec3 ? "register failed: " + ec3.message() : "registered " + p3);
                                                  say("bob", "closing: its ephemeral node goes with it");
-                                                 bob->async_close([&](std::error_code) {
-                                                   alice.async_close([&](std::error_code) { say("alice", "closed"); });
-                                                 });
+                                                 bob->async_close([&](std::error_code) { bob_gone = true; });
                                                });
                            });
       });

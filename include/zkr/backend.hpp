@@ -19,6 +19,10 @@
 //     reported no_node); otherwise the watch handler is destroyed without being invoked.
 //   - Session transitions (connected, suspended, reconnected, lost, closed) go only to the
 //     session-state channel (`subscribe`), never to watches.
+//
+// Thread safety: which threads may call a session is each backend's to say (the ZooKeeper
+// backend: any; the simulator: its own thread). A `subscription` object has one owner at a
+// time, like any value; the unsubscription it performs is safe from any thread.
 #pragma once
 
 #include <chrono>

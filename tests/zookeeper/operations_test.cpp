@@ -236,6 +236,28 @@ TEST_F(zk_test, close_aborts_pending_operations_and_ends_watches) {
   EXPECT_FALSE(std::get<0>(await(s.async_close(tok))));  // idempotent
 }
 
+TEST_F(zk_test, close_from_inside_handlers_is_safe) {
+  // From a completion handler and from a watch handler, both on the session's strand.
+  auto& a = open();
+  std::promise<std::error_code> closed_a;
+  a.async_get(root_, [&](std::error_code, std::string, zkr::stat) {
+    a.async_close([&](std::error_code ec) { closed_a.set_value(ec); });
+  });
+  EXPECT_FALSE(await(closed_a.get_future()));
+  EXPECT_EQ(a.state(), session_state::closed);
+
+  auto& b = open();
+  std::promise<std::error_code> closed_b;
+  ASSERT_EQ(std::get<0>(await(b.async_exists(path("trigger"), [&](std::error_code ec, watch_event) {
+                                  EXPECT_FALSE(ec);
+                                  b.async_close([&](std::error_code e) { closed_b.set_value(e); });
+                                }, tok))),
+            errc::no_node);
+  ASSERT_FALSE(std::get<0>(await(first().async_create(path("trigger"), "", {}, tok))));
+  EXPECT_FALSE(await(closed_b.get_future()));
+  EXPECT_EQ(b.state(), session_state::closed);
+}
+
 TEST_F(zk_test, wait_connected_can_be_cancelled) {
   zkr::zookeeper::options o;
   o.connect_string = "127.0.0.1:1";  // nothing listens: stays connecting
