@@ -44,6 +44,17 @@ T await(std::future<T> f, std::chrono::milliseconds limit = 30s) {
   return f.get();
 }
 
+/// Polls `pred` every `period` until it holds or `limit` passes; returns its last value.
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit = 20s, std::chrono::milliseconds period = 50ms) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(period);
+  }
+  return pred();
+}
+
 /// An io_context running on its own thread until destruction.
 class io_thread {
  public:

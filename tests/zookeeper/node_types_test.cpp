@@ -26,14 +26,13 @@ using clock_type = std::chrono::steady_clock;
 
 /// Polls exists(p) every 100 ms until it reports no_node; returns false after `limit`.
 bool gone_within(zkr::zookeeper::session& s, const std::string& p, std::chrono::milliseconds limit = 10s) {
-  const auto deadline = clock_type::now() + limit;
-  for (;;) {
-    auto [ec, st] = await(s.async_exists(p, tok));
-    if (ec == errc::no_node) return true;
-    EXPECT_FALSE(ec) << ec.message();
-    if (clock_type::now() >= deadline) return false;
-    std::this_thread::sleep_for(100ms);
-  }
+  return eventually(
+      [&] {
+        auto [ec, st] = await(s.async_exists(p, tok));
+        EXPECT_TRUE(!ec || ec == errc::no_node) << ec.message();
+        return ec == errc::no_node;
+      },
+      limit, 100ms);
 }
 
 /// Checks every 100 ms for `window` that p still exists; false as soon as it does not.

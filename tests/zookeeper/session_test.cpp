@@ -33,17 +33,6 @@ struct state_log : recorder<session_event> {
   }
 };
 
-/// Polls `pred` every 50 ms until it holds or `limit` passes.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
-  const auto deadline = clock::now() + limit;
-  while (clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return pred();
-}
-
 class zk_session_test : public zk_test {};
 
 TEST_F(zk_session_test, brief_disconnect_keeps_the_session_and_its_ephemeral_nodes) {
