@@ -24,7 +24,6 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/basic_waitable_timer.hpp>
-#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -550,9 +549,7 @@ class session_impl : public std::enable_shared_from_this<session_impl> {
         }
       }
       transition(cur == session_state::suspended ? session_state::reconnected : session_state::connected, {});
-      auto waiters = std::move(waiters_);
-      waiters_.clear();
-      for (auto& [id, w] : waiters) std::move(w).dispatch_complete(std::error_code{});
+      complete_waiters({});
     } else if (zstate == ZOO_CONNECTING_STATE || zstate == ZOO_ASSOCIATING_STATE) {
       if (!is_connected(cur)) return;
       transition(session_state::suspended, {});
@@ -582,7 +579,7 @@ class session_impl : public std::enable_shared_from_this<session_impl> {
     {
       std::lock_guard lock(mu_);
       if (handle_ == nullptr || handle_->generation != gen) return;
-      for (auto& w : handle_->take_all_watches()) std::move(w).post_complete(strand_, reason, watch_event{});
+      end_watches(*handle_, reason);
       // The generation is over: its handle is abandoned (a presumed-lost session must not
       // come back to life if its server reappears), and a new one opened unless told not to.
       old = std::move(handle_);
@@ -617,6 +614,18 @@ class session_impl : public std::enable_shared_from_this<session_impl> {
     }
   }
 
+  /// Completes every async_wait_connected waiter with `ec`. Strand only.
+  void complete_waiters(std::error_code ec) {
+    auto waiters = std::move(waiters_);
+    waiters_.clear();
+    for (auto& [id, w] : waiters) std::move(w).dispatch_complete(ec);
+  }
+
+  /// Ends every watch still registered on `h` with `ec` (its session is over or closed).
+  void end_watches(handle_ctx& h, std::error_code ec) {
+    for (auto& w : h.take_all_watches()) std::move(w).post_complete(strand_, ec, watch_event{});
+  }
+
   void cancel_waiter(std::uint64_t id) {
     for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
       if (it->first == id) {
@@ -643,12 +652,10 @@ class session_impl : public std::enable_shared_from_this<session_impl> {
     lost_timer_.cancel();
     reopen_timer_.cancel();
     transition(session_state::closed, {});
-    auto waiters = std::move(waiters_);
-    waiters_.clear();
-    for (auto& [id, w] : waiters) std::move(w).dispatch_complete(make_error_code(errc::closing));
+    complete_waiters(make_error_code(errc::closing));
     if (old) {
       old->abort_ops(zkr::operation_aborted());
-      for (auto& w : old->take_all_watches()) std::move(w).post_complete(strand_, make_error_code(errc::closing), watch_event{});
+      end_watches(*old, make_error_code(errc::closing));
     }
     reap(std::move(old), std::move(h));
   }
