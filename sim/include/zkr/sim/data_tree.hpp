@@ -151,6 +151,17 @@ class data_tree {
     return it == auth_.end() ? std::vector<auth_id>{} : it->second;
   }
 
+  /// Replaces a session's ids with `ids` (empty: forgets them). The simulated ensemble uses
+  /// it to apply a transaction with the credentials its request carried, as the server's
+  /// PrepRequestProcessor checks ACLs with the request's own auth info. Never fails.
+  void set_auth(std::int64_t session_id, std::vector<auth_id> ids) {
+    if (ids.empty()) {
+      auth_.erase(session_id);
+    } else {
+      auth_[session_id] = std::move(ids);
+    }
+  }
+
   /// Ends a session (close or expiry) as the closeSession txn `zxid` does: its watches and
   /// credentials are dropped first (it receives no event), then its ephemeral nodes are
   /// deleted in path order, each like a remove. Returns the events fired for other sessions.
@@ -409,6 +420,15 @@ class data_tree {
     for (const auto& [p, s] : data_watches_) n += s.size();
     for (const auto& [p, s] : child_watches_) n += s.size();
     return n;
+  }
+  /// Sets a data (exists/get) watch for the session without reading or checking anything,
+  /// as SetWatches does for a reconnecting client. Never fails.
+  void add_data_watch(std::int64_t session_id, std::string_view path) {
+    data_watches_[std::string(path)].insert(session_id);
+  }
+  /// Sets a child watch for the session without reading or checking anything (SetWatches).
+  void add_child_watch(std::int64_t session_id, std::string_view path) {
+    child_watches_[std::string(path)].insert(session_id);
   }
   /// Drops all of a session's watches (its connection closed). No event.
   void remove_watches(std::int64_t session_id) {

@@ -264,6 +264,22 @@ class scheduler : public boost::asio::execution_context {
   /// the clock. Returns how many ran.
   std::size_t poll() { return run_impl(now_, false); }
 
+  /// Queues `f` as an event of `process` due at `t` (now if `t <= now()`), in (time, sequence)
+  /// order like every event. The simulator's network uses it for message delivery: a message
+  /// to a paused client process is held with the rest of that process's events.
+  /// Throws only std::bad_alloc (nothing is queued then).
+  template <class F>
+  void post_at(process_id process, clock_time t, F&& f) {
+    auto* o = new detail::post_op<std::decay_t<F>>(std::forward<F>(f));
+    o->process = process;
+    schedule(o, t);
+  }
+  /// post_at(process, now() + d, f), saturating.
+  template <class F>
+  void post_after(process_id process, clock_duration d, F&& f) {
+    post_at(process, saturating_add(now_, d), std::forward<F>(f));
+  }
+
   /// Makes the current run call return after the event running now; later run calls return
   /// at once until restart(). Events stay queued.
   void stop() noexcept { stopped_ = true; }
