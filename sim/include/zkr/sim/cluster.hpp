@@ -41,6 +41,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -140,21 +141,33 @@ constexpr bool is_write(req_type t) noexcept {
          t == req_type::multi || t == req_type::close;
 }
 
+/// The less common parts of a request, shared between its copies (the request travels
+/// from client to server to leader to every replica's log).
+struct request_extra {
+  std::string scheme;  // add_auth
+  create_options create{};
+  acl_list acls;
+  std::vector<zkr::op> ops;
+  // set_watches
+  std::int64_t relative_zxid = 0;
+  std::vector<std::string> data_watches, exist_watches, child_watches;
+};
+
 /// One request as sent (paths with the chroot applied).
 struct request {
   req_type type = req_type::ping;
   std::int32_t xid = 0;
   std::string path;
   std::string data;  // create/set data; add_auth credential
-  std::string scheme;  // add_auth
   std::int32_t version = -1;
-  create_options create{};
-  acl_list acls;
-  std::vector<zkr::op> ops;
   bool watch = false;
-  // set_watches
-  std::int64_t relative_zxid = 0;
-  std::vector<std::string> data_watches, exist_watches, child_watches;
+  std::shared_ptr<const request_extra> extra;
+
+  /// The extra parts (an empty set if none were given).
+  const request_extra& x() const {
+    static const request_extra none{};
+    return extra ? *extra : none;
+  }
 };
 
 /// One reply (paths as the server knows them, with the chroot).
@@ -336,11 +349,10 @@ class cluster {
   const data_tree& tree(std::size_t i) const { return server_at(i).tree; }
   /// The zxid of the last transaction server `i` has applied.
   std::int64_t last_zxid(std::size_t i) const {
-    const auto& s = server_at(i);
-    return s.applied == 0 ? 0 : log_[s.applied - 1].zxid;
+    return server_at(i).last_zxid;
   }
   /// Committed transactions so far (error txns included).
-  std::size_t committed() const noexcept { return log_.size(); }
+  std::size_t committed() const noexcept { return log_end(); }
   /// Sessions the replicated session table holds (id -> timeout ms), as server `i` has them.
   const std::map<std::int64_t, std::int32_t>& sessions(std::size_t i) const { return server_at(i).sessions; }
   /// Clamps a requested session timeout to [2, 20] x tick, as the server does.
@@ -453,6 +465,106 @@ class cluster {
     });
   }
 
+  /// What a fault schedule drawn from the seed may contain (schedule_random_faults).
+  struct fault_plan {
+    /// Faults are drawn at uniform times in [start, start + span) from now.
+    clock_duration start = std::chrono::seconds(1);
+    clock_duration span = std::chrono::seconds(60);
+    /// How many faults to draw.
+    std::size_t count = 10;
+    /// How long a fault lasts before it is undone (heal, restart, resume), drawn uniformly.
+    clock_duration min_length = std::chrono::milliseconds(100);
+    clock_duration max_length = std::chrono::seconds(10);
+    /// Which kinds may be drawn (each equally likely among those enabled).
+    bool kill_servers = true;
+    bool kill_leader = true;
+    bool partitions = true;   // isolate a client or a server, then heal
+    bool elections = true;    // a forced election lasting the fault's length
+    bool pauses = true;       // GC-pause a client
+    bool expiries = true;     // expire a client's session
+  };
+
+  /// Draws `plan.count` faults from the cluster's prng and schedules each (with its undo) via
+  /// at(); `clients` are the processes that client faults may hit. Returns one line per
+  /// fault ("<offset ms> <kind> <target> <length ms>"), in drawing order, for a failure
+  /// report. The same seed and arguments give the same schedule. Throws
+  /// std::invalid_argument if no fault kind is enabled.
+  std::vector<std::string> schedule_random_faults(const fault_plan& plan, const std::vector<process_id>& clients) {
+    enum kind { kill, kill_lead, isolate_client, isolate_server, election, pause, expiry };
+    std::vector<kind> kinds;
+    if (plan.kill_servers) kinds.push_back(kill);
+    if (plan.kill_leader) kinds.push_back(kill_lead);
+    if (plan.partitions && !clients.empty()) kinds.push_back(isolate_client);
+    if (plan.partitions) kinds.push_back(isolate_server);
+    if (plan.elections) kinds.push_back(election);
+    if (plan.pauses && !clients.empty()) kinds.push_back(pause);
+    if (plan.expiries && !clients.empty()) kinds.push_back(expiry);
+    if (kinds.empty()) throw std::invalid_argument("zkr::sim::cluster: a fault plan with no fault kind enabled");
+    std::vector<std::string> lines;
+    for (std::size_t n = 0; n < plan.count; ++n) {
+      const clock_duration at_offset = plan.start + rng_.uniform_duration(clock_duration::zero(), plan.span);
+      const clock_duration len = rng_.uniform_duration(plan.min_length, plan.max_length);
+      const kind k = kinds[rng_.uniform(kinds.size())];
+      const std::size_t server = rng_.uniform(servers_.size());
+      const process_id client = clients.empty() ? 0 : clients[rng_.uniform(clients.size())];
+      std::string line = std::to_string(ms(at_offset)) + " ";
+      switch (k) {
+        case kill:
+          line += "kill " + servers_[server].name;
+          at(at_offset, line, [server](cluster& c) { c.kill_server(server); });
+          at(at_offset + len, "restart", [server](cluster& c) { c.restart_server(server); });
+          break;
+        case kill_lead:
+          line += "kill-leader -";
+          at(at_offset, line, [len](cluster& c) {
+            if (!c.leader()) return;
+            const std::size_t l = *c.leader();
+            c.kill_server(l);
+            c.at(len, "restart", [l](cluster& cc) { cc.restart_server(l); });
+          });
+          break;
+        case isolate_client:
+          line += "isolate " + client_name(client);
+          at(at_offset, line, [client](cluster& c) { c.isolate(endpoint::client(client)); });
+          at(at_offset + len, "heal", [](cluster& c) { c.heal(); });
+          break;
+        case isolate_server:
+          line += "isolate " + servers_[server].name;
+          at(at_offset, line, [server](cluster& c) { c.isolate(endpoint::server(server)); });
+          at(at_offset + len, "heal", [](cluster& c) { c.heal(); });
+          break;
+        case election:
+          line += "election -";
+          at(at_offset, line, [len](cluster& c) { c.start_election(len); });
+          break;
+        case pause:
+          line += "pause " + client_name(client);
+          at(at_offset, line, [client, len](cluster& c) { c.pause_process(client, len); });
+          break;
+        case expiry:
+          line += "expire " + client_name(client);
+          at(at_offset, line, [this, client](cluster& c) {
+            if (const auto sid = session_of(client)) c.expire_session(*sid);
+          });
+          break;
+      }
+      line += " " + std::to_string(ms(len));
+      lines.push_back(std::move(line));
+    }
+    return lines;
+  }
+
+  /// The session id that client process `p` is connected with at some server, if any.
+  std::optional<std::int64_t> session_of(process_id p) const {
+    // Hash order is not deterministic: look at the connections in id order.
+    std::optional<std::uint64_t> best;
+    for (const auto& [id, c] : conns_) {
+      if (c.client == p && c.handshaken && c.server_open && !c.client_gone && (!best || id < *best)) best = id;
+    }
+    if (!best) return std::nullopt;
+    return conns_.at(*best).session_id;
+  }
+
   // ---- for sessions (zkr/sim/session.hpp) -------------------------------------------------
 
   /// Registers a client process and its port; returns its process id (>= 1).
@@ -557,11 +669,14 @@ class cluster {
     bool serving = false;
     bool rejoining = false;
     data_tree tree;
-    std::size_t applied = 0;  // txns of log_ applied
+    std::size_t applied = 0;  // txns of the log applied (an index: log_base_ + position)
+    std::int64_t last_zxid = 0;
     clock_time apply_horizon{};  // the latest scheduled apply (keeps applies in order)
     clock_duration lag{};
     std::map<std::int64_t, std::int32_t> sessions;       // replicated: id -> timeout ms
+    std::map<std::int64_t, std::string> passwords;       // replicated: id -> password
     std::map<std::int64_t, std::uint64_t> session_conn;  // session -> its connection here
+    std::set<std::uint64_t> sync_waiters;                 // connections with a sync waiting for applies
     std::uint64_t next_session = 0;
   };
 
@@ -572,6 +687,7 @@ class cluster {
     std::string password;
   };
 
+  using txn_ptr = std::shared_ptr<detail::txn>;
   using link_key = std::pair<endpoint, endpoint>;
   static link_key key(endpoint a, endpoint b) { return a < b ? link_key{a, b} : link_key{b, a}; }
 
@@ -713,7 +829,8 @@ class cluster {
       // A new session: the id carries the server's number in its top byte, as ZooKeeper's.
       const std::int64_t sid = static_cast<std::int64_t>((static_cast<std::uint64_t>(here + 1) << 56) |
                                                          (static_cast<std::uint64_t>(epoch_) << 24) | ++s.next_session);
-      detail::txn t;
+      auto tp = std::make_shared<detail::txn>();
+      detail::txn& t = *tp;
       t.type = detail::txn_type::create_session;
       t.session_id = sid;
       t.timeout_ms = timeout;
@@ -723,7 +840,7 @@ class cluster {
       c.queue.push_back(entry{});  // the handshake's slot: answered when the txn applies here
       c.queue.back().req.type = detail::req_type::ping;
       c.queue.back().req.xid = handshake_xid;
-      forward(here, std::move(t));
+      forward(here, std::move(tp));
       return;
     }
     // A reconnect: the leader says whether the session lives (and touches it).
@@ -797,11 +914,12 @@ class cluster {
       // pipeline), so every later request of the connection carries the new id.
       e.ready = true;
       e.rep.xid = e.req.xid;
-      e.rep.ec = s.tree.add_auth(c.session_id, e.req.scheme, e.req.data);
+      e.rep.ec = s.tree.add_auth(c.session_id, e.req.x().scheme, e.req.data);
     }
     c.queue.push_back(std::move(e));
     if (detail::is_write(type)) {
-      detail::txn t;
+      auto tp = std::make_shared<detail::txn>();
+      detail::txn& t = *tp;
       t.session_id = c.session_id;
       t.req = c.queue.back().req;
       t.auth = s.tree.auth_info(c.session_id);
@@ -817,7 +935,7 @@ class cluster {
         default: detail::sim_fail("server_receive: not a write");
       }
       c.queue.back().sent_to_leader = true;
-      forward(c.server, std::move(t));
+      forward(c.server, std::move(tp));
     } else if (type == detail::req_type::sync) {
       const std::uint64_t term = term_;
       const std::size_t here = c.server;
@@ -825,7 +943,7 @@ class cluster {
       const std::int32_t xid = c.queue.back().req.xid;
       between_servers(here, lead, [this, term, here, lead, id, xid] {
         if (term != term_) return;
-        const std::size_t target = log_.size() + proposals_.size();
+        const std::size_t target = log_end() + proposals_.size();
         between_servers(lead, here, [this, term, id, xid, target] {
           if (term != term_) return;
           auto it = conns_.find(id);
@@ -834,6 +952,7 @@ class cluster {
             if (e.req.type == detail::req_type::sync && e.req.xid == xid) {
               e.sync_known = true;
               e.sync_target = target;
+              servers_[it->second.server].sync_waiters.insert(id);
             }
           }
           flush(id);
@@ -850,6 +969,7 @@ class cluster {
     if (it == conns_.end()) return;
     connection& c = it->second;
     server_state& s = servers_[c.server];
+    s.sync_waiters.erase(id);  // put back below if a sync still waits at the head
     while (!c.queue.empty() && c.server_open) {
       entry& e = c.queue.front();
       if (e.req.xid == handshake_xid) {
@@ -866,7 +986,11 @@ class cluster {
       if (detail::is_write(e.req.type) || e.req.type == detail::req_type::add_auth) {
         if (!e.ready) return;
       } else if (e.req.type == detail::req_type::sync) {
-        if (!e.sync_known || s.applied < e.sync_target) return;
+        if (!e.sync_known) return;
+        if (s.applied < e.sync_target) {
+          s.sync_waiters.insert(id);
+          return;
+        }
         e.rep.xid = e.req.xid;
         e.rep.path = e.req.path;
       } else {
@@ -935,28 +1059,28 @@ class cluster {
   void set_watches(std::uint64_t id, const connection& c, server_state& s, const detail::request& q) {
     const std::int64_t sid = c.session_id;
     std::vector<watch_event> fire;
-    for (const auto& p : q.data_watches) {
+    for (const auto& p : q.x().data_watches) {
       const auto* n = s.tree.find(p);
       if (n == nullptr) {
         fire.push_back({event_type::deleted, p});
-      } else if (n->mzxid > q.relative_zxid) {
+      } else if (n->mzxid > q.x().relative_zxid) {
         fire.push_back({event_type::data_changed, p});
       } else {
         s.tree.add_data_watch(sid, p);
       }
     }
-    for (const auto& p : q.exist_watches) {
+    for (const auto& p : q.x().exist_watches) {
       if (s.tree.find(p) != nullptr) {
         fire.push_back({event_type::created, p});
       } else {
         s.tree.add_data_watch(sid, p);
       }
     }
-    for (const auto& p : q.child_watches) {
+    for (const auto& p : q.x().child_watches) {
       const auto* n = s.tree.find(p);
       if (n == nullptr) {
         fire.push_back({event_type::deleted, p});
-      } else if (n->pzxid > q.relative_zxid) {
+      } else if (n->pzxid > q.x().relative_zxid) {
         fire.push_back({event_type::children_changed, p});
       } else {
         s.tree.add_child_watch(sid, p);
@@ -985,6 +1109,7 @@ class cluster {
     if (c.server_open) {
       c.server_open = false;
       server_state& s = servers_[c.server];
+      s.sync_waiters.erase(id);
       if (c.handshaken) {
         if (auto sc = s.session_conn.find(c.session_id); sc != s.session_conn.end() && sc->second == id) {
           s.session_conn.erase(sc);
@@ -1006,16 +1131,17 @@ class cluster {
     for (const auto& [id, c] : conns_) {
       if (c.server == i && c.server_open) ids.push_back(id);
     }
+    std::sort(ids.begin(), ids.end());  // hash order is not deterministic; id order is
     for (const auto id : ids) server_close(id, true);
     s.session_conn.clear();
   }
 
   static std::size_t request_bytes(const detail::request& r) {
     switch (r.type) {
-      case detail::req_type::create: return create_request_size(r.path, r.data, r.create);
+      case detail::req_type::create: return create_request_size(r.path, r.data, r.x().create);
       case detail::req_type::set: return set_request_size(r.path, r.data);
-      case detail::req_type::set_acl: return set_acl_request_size(r.path, r.acls);
-      case detail::req_type::multi: return multi_request_size(r.ops);
+      case detail::req_type::set_acl: return set_acl_request_size(r.path, r.x().acls);
+      case detail::req_type::multi: return multi_request_size(r.x().ops);
       default: return r.path.size() + r.data.size() + 16;
     }
   }
@@ -1023,7 +1149,7 @@ class cluster {
   // ---- the leader ---------------------------------------------------------------------------
 
   /// Sends a write from server `from` to the leader, which prepares and proposes it.
-  void forward(std::size_t from, detail::txn t) {
+  void forward(std::size_t from, txn_ptr t) {
     if (!leader_) return;
     const std::uint64_t term = term_;
     between_servers(from, *leader_, [this, term, t = std::move(t)]() mutable {
@@ -1036,7 +1162,8 @@ class cluster {
 
   /// PrepRequestProcessor: assigns the zxid, checks the write against the outstanding
   /// changes (prep_), records the outcome, and proposes it.
-  void prepare(detail::txn t) {
+  void prepare(txn_ptr tp) {
+    detail::txn& t = *tp;
     t.zxid = next_zxid();
     t.time_ms = wall_ms();
     if (t.type == detail::txn_type::create_session) {
@@ -1050,11 +1177,19 @@ class cluster {
       }
       if (it != tracker_.end() && t.type == detail::txn_type::close_session) it->second.closing = true;
     }
-    if (!t.ec) execute(prep_, t, /*prep=*/true);
-    propose(std::move(t));
+    if (!t.ec) {
+      std::error_code ec;
+      detail::reply out;
+      (void)execute(prep_, t, ec, &out);
+      out.ec = ec;
+      t.result = std::move(out);
+      // A failed op (a multi's too) is the reply's error, not a failed txn: ZooKeeper logs an
+      // error txn either way and replicas re-execute to the same outcome.
+    }
+    propose(std::move(tp));
   }
 
-  void propose(detail::txn t) {
+  void propose(txn_ptr t) {
     const std::size_t lead = *leader_;
     // Commit once a quorum has acknowledged: the leader's own ack at once, a follower's after
     // a round trip. Commits keep the proposal order.
@@ -1086,7 +1221,7 @@ class cluster {
     detail::sim_check(!proposals_.empty(), "commit without a proposal");
     log_.push_back(std::move(proposals_.front()));
     proposals_.pop_front();
-    const std::size_t idx = log_.size();
+    const std::size_t idx = log_end();
     const std::size_t lead = *leader_;
     apply_up_to(lead, idx);
     for (std::size_t f = 0; f < servers_.size(); ++f) {
@@ -1109,18 +1244,59 @@ class cluster {
     });
   }
 
+  std::size_t log_end() const noexcept { return log_base_ + log_.size(); }
+
+  /// Drops the log prefix that every live server has applied (a server that is dead or far
+  /// behind catches up later from a snapshot, as ZooKeeper's SNAP sync), keeping memory
+  /// bounded over long runs. Runs in batches.
+  void compact() {
+    if (log_.size() < 4096) return;
+    std::size_t keep_from = log_end();
+    for (const auto& s : servers_) {
+      if (s.alive) keep_from = std::min(keep_from, s.applied);
+    }
+    while (log_base_ < keep_from) {
+      log_.pop_front();
+      ++log_base_;
+    }
+  }
+
+  /// Server `i` fell behind the compacted log: it takes the state of the most advanced
+  /// server (its data is on disk even if that server is down), without its watches.
+  void snapshot(std::size_t i) {
+    std::size_t src = i;
+    for (std::size_t j = 0; j < servers_.size(); ++j) {
+      if (servers_[j].applied > servers_[src].applied) src = j;
+    }
+    detail::sim_check(servers_[src].applied >= log_base_, "no server holds the compacted log prefix");
+    server_state& s = servers_[i];
+    const server_state& from = servers_[src];
+    s.tree = from.tree;
+    s.tree.clear_watches();
+    s.sessions = from.sessions;
+    s.passwords = from.passwords;
+    s.applied = from.applied;
+    s.last_zxid = from.last_zxid;
+    trace_.record(now(), trace_kind::election, s.name, [&](trace::fields& f) { f.add("sync", "snapshot"); });
+  }
+
   void apply_up_to(std::size_t i, std::size_t idx) {
     server_state& s = servers_[i];
-    while (s.applied < idx && s.applied < log_.size()) {
-      const detail::txn& t = log_[s.applied];
+    if (s.applied >= idx) return;
+    if (s.applied < log_base_) snapshot(i);
+    std::vector<std::uint64_t> ids;  // connections whose writes were applied here
+    while (s.applied < idx && s.applied < log_end()) {
+      const detail::txn& t = *log_[s.applied - log_base_];
       ++s.applied;
+      s.last_zxid = t.zxid;
       apply(i, t);
+      if (t.origin_server == i) ids.push_back(t.origin_conn);
     }
+    compact();
     // Connections waiting for these txns (their writes, their syncs) may answer now.
-    std::vector<std::uint64_t> ids;
-    for (const auto& [id, c] : conns_) {
-      if (c.server == i && c.server_open && !c.queue.empty()) ids.push_back(id);
-    }
+    ids.insert(ids.end(), s.sync_waiters.begin(), s.sync_waiters.end());
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
     for (const auto id : ids) flush(id);
   }
 
@@ -1128,17 +1304,20 @@ class cluster {
   /// watch events to its connected sessions, and marks the origin's reply ready.
   void apply(std::size_t i, const detail::txn& t) {
     server_state& s = servers_[i];
-    detail::reply r = t.result;
     std::vector<watch_delivery> events;
     if (!t.ec) {
-      detail::txn copy = t;
-      events = execute(s.tree, copy, /*prep=*/false);
-      if (t.type == detail::txn_type::create_session) s.sessions[t.session_id] = t.timeout_ms;
+      std::error_code replica_ec;
+      events = execute(s.tree, t, replica_ec, nullptr);
+      if (t.type == detail::txn_type::create_session) {
+        s.sessions[t.session_id] = t.timeout_ms;
+        s.passwords[t.session_id] = t.password;
+      }
       if (t.type == detail::txn_type::close_session) {
         s.sessions.erase(t.session_id);
+        s.passwords.erase(t.session_id);
         if (leader_ == i) tracker_.erase(t.session_id);
       }
-      detail::sim_check(copy.ec == t.ec, "a replica disagrees with the leader about a txn's outcome");
+      detail::sim_check(replica_ec == t.result.ec, "a replica disagrees with the leader about a txn's outcome");
     }
     for (auto& d : events) {
       const auto sc = s.session_conn.find(d.session_id);
@@ -1156,7 +1335,7 @@ class cluster {
                                                                       : e.sent_to_leader && !e.ready;
         if (!match) continue;
         e.ready = true;
-        e.rep = std::move(r);
+        e.rep = t.result;
         e.rep.xid = e.req.xid;
         e.rep.zxid = t.zxid;
         e.rep.ec = t.ec ? t.ec : t.result.ec;
@@ -1169,18 +1348,20 @@ class cluster {
     }
   }
 
-  /// Executes txn `t` on `tree`. On the prep tree it records the outcome into `t`; on a
-  /// replica it re-executes (same prior state, same result) and returns the watch events.
-  std::vector<watch_delivery> execute(data_tree& tree, detail::txn& t, bool prep) {
+  /// Executes txn `t` on `tree` with the credentials it carried: the leader's prep tree (the
+  /// outcome goes to `out`), or a replica (same prior state, same outcome). Returns the watch
+  /// events it fired; `ec` is the operation's error.
+  std::vector<watch_delivery> execute(data_tree& tree, const detail::txn& t, std::error_code& ec,
+                                      detail::reply* out_reply) {
     const auto saved = tree.auth_info(t.session_id);
     tree.set_auth(t.session_id, t.auth);
     std::vector<watch_delivery> events;
-    std::error_code ec;
-    detail::reply out;
+    detail::reply scratch;
+    detail::reply& out = out_reply ? *out_reply : scratch;
     const auto& q = t.req;
     switch (t.type) {
       case detail::txn_type::create: {
-        auto r = tree.create(t.zxid, t.time_ms, t.session_id, q.path, q.data, q.create);
+        auto r = tree.create(t.zxid, t.time_ms, t.session_id, q.path, q.data, q.x().create);
         ec = r.ec;
         out.path = std::move(r.path);
         out.stat = r.stat;
@@ -1201,12 +1382,12 @@ class cluster {
         break;
       }
       case detail::txn_type::set_acl: {
-        auto r = tree.set_acl(t.zxid, t.session_id, q.path, q.acls, q.version);
+        auto r = tree.set_acl(t.zxid, t.session_id, q.path, q.x().acls, q.version);
         ec = r.ec;
         break;
       }
       case detail::txn_type::multi: {
-        auto r = tree.multi(t.zxid, t.time_ms, t.session_id, q.ops);
+        auto r = tree.multi(t.zxid, t.time_ms, t.session_id, q.x().ops);
         ec = r.ec;
         out.results = std::move(r.results);
         events = std::move(r.events);
@@ -1224,15 +1405,6 @@ class cluster {
       }
     }
     if (t.type != detail::txn_type::close_session) tree.set_auth(t.session_id, saved);
-    if (prep) {
-      // A multi's per-op failure is its result, not a failed txn: ZooKeeper logs an error
-      // txn either way, and the reply carries the results.
-      out.ec = ec;
-      t.result = std::move(out);
-      t.ec = ec;
-    } else {
-      t.ec = ec;
-    }
     return events;
   }
 
@@ -1262,10 +1434,10 @@ class cluster {
       f.add("session", hex(sid));
       f.add("state", "expiring");
     });
-    detail::txn t;
-    t.type = detail::txn_type::close_session;
-    t.session_id = sid;
-    prepare(std::move(t));
+    auto tp = std::make_shared<detail::txn>();
+    tp->type = detail::txn_type::close_session;
+    tp->session_id = sid;
+    prepare(std::move(tp));
   }
 
   /// The leader's tick: expire sessions whose deadline passed (in id order).
@@ -1283,10 +1455,10 @@ class cluster {
   void container_check(std::uint64_t term) {
     if (term != term_ || !leader_) return;
     for (const auto& p : servers_[*leader_].tree.reap_candidates(wall_ms())) {
-      detail::txn t;
-      t.type = detail::txn_type::remove_container;
-      t.req.path = p;
-      prepare(std::move(t));
+      auto tp = std::make_shared<detail::txn>();
+      tp->type = detail::txn_type::remove_container;
+      tp->req.path = p;
+      prepare(std::move(tp));
     }
     sched_.post_after(world_process, opts_.container_check_interval, [this, term] { container_check(term); });
   }
@@ -1369,7 +1541,7 @@ class cluster {
     counter_ = 0;
     last_commit_ = now();
     for (const auto i : best) {
-      apply_up_to(i, log_.size());
+      apply_up_to(i, log_end());
       servers_[i].serving = true;
       servers_[i].apply_horizon = now();
     }
@@ -1377,12 +1549,8 @@ class cluster {
     // 3.8's session tracker: every session gets a fresh full timeout from the new leader.
     tracker_.clear();
     for (const auto& [sid, timeout] : servers_[lead].sessions) {
-      tracker_[sid] = tracked{timeout, round_to_tick(now() + std::chrono::milliseconds(timeout)), false, {}};
-    }
-    for (const auto& t : log_) {
-      if (t.type == detail::txn_type::create_session && tracker_.contains(t.session_id)) {
-        tracker_[t.session_id].password = t.password;
-      }
+      tracker_[sid] = tracked{timeout, round_to_tick(now() + std::chrono::milliseconds(timeout)), false,
+                              servers_[lead].passwords.at(sid)};
     }
     trace_.record(now(), trace_kind::election, servers_[lead].name, [&](trace::fields& f) {
       f.add("state", "leading");
@@ -1437,7 +1605,7 @@ class cluster {
           if (term != term_ || !ss.rejoining) return;
           ss.rejoining = false;
           if (!ss.alive || !reachable(endpoint::server(*leader_), endpoint::server(f))) return;
-          apply_up_to(f, log_.size());
+          apply_up_to(f, log_end());
           ss.serving = true;
           ss.apply_horizon = now();
           trace_.record(now(), trace_kind::election, ss.name, [&](trace::fields& fl) { fl.add("state", "following"); });
@@ -1451,7 +1619,8 @@ class cluster {
   prng rng_;
   trace trace_;
   std::vector<server_state> servers_;
-  std::map<std::uint64_t, connection> conns_;
+  // Looked up on every message, iterated only with the ids sorted (never in hash order).
+  std::unordered_map<std::uint64_t, connection> conns_;
   std::map<process_id, client_entry> clients_;
   std::set<link_key> cuts_;
   std::map<link_key, link_options> links_;
@@ -1459,8 +1628,9 @@ class cluster {
   std::uint64_t next_conn_ = 1;
 
   // The ensemble's replicated log and the leader's state.
-  std::vector<detail::txn> log_;         // committed, in zxid order
-  std::deque<detail::txn> proposals_;    // proposed, not yet committed
+  std::deque<std::shared_ptr<const detail::txn>> log_;  // committed, in zxid order, from log_base_
+  std::size_t log_base_ = 0;             // index of log_.front(): earlier txns were compacted away
+  std::deque<txn_ptr> proposals_;        // proposed, not yet committed
   std::optional<std::size_t> leader_;
   bool electing_ = false;
   bool awaiting_quorum_ = false;  // an election ended without quorum: retry on the next change

@@ -430,6 +430,11 @@ class data_tree {
   void add_child_watch(std::int64_t session_id, std::string_view path) {
     child_watches_[std::string(path)].insert(session_id);
   }
+  /// Drops every watch of every session (a server that loads a snapshot). No event.
+  void clear_watches() {
+    data_watches_.clear();
+    child_watches_.clear();
+  }
   /// Drops all of a session's watches (its connection closed). No event.
   void remove_watches(std::int64_t session_id) {
     drop(data_watches_, session_id);

@@ -575,7 +575,13 @@ class scheduler : public boost::asio::execution_context {
   }
   detail::op* heap_pop() noexcept {
     detail::op* top = heap_.front();
-    heap_remove(top);
+    detail::op* last = heap_.back();
+    heap_.pop_back();
+    top->heap_index = detail::not_in_heap;
+    if (last != top) {
+      heap_set(0, last);
+      sift_down(0);  // the root's replacement only moves down
+    }
     return top;
   }
   void heap_remove(detail::op* o) noexcept {

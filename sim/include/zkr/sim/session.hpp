@@ -195,10 +195,12 @@ class session_impl final : public client_port, public std::enable_shared_from_th
     r.type = req_type::create;
     r.path = apply_chroot(chroot_, path);
     r.data = std::move(data);
-    r.create = std::move(o);
-    if (auto ec = check_request_size(create_request_size(r.path, r.data, r.create), opts_.max_request_bytes)) {
+    if (auto ec = check_request_size(create_request_size(r.path, r.data, o), opts_.max_request_bytes)) {
       return fail(std::move(h), ec);
     }
+    auto x = std::make_shared<request_extra>();
+    x->create = std::move(o);
+    r.extra = std::move(x);
     submit(std::move(r), std::move(h), watch_pending{}, watch_kind::none, [this](reply& rep) {
       return std::make_tuple(strip(rep.path), rep.stat);
     });
@@ -254,11 +256,13 @@ class session_impl final : public client_port, public std::enable_shared_from_th
     request r;
     r.type = req_type::set_acl;
     r.path = apply_chroot(chroot_, path);
-    r.acls = std::move(acls);
     r.version = version;
-    if (auto ec = check_request_size(set_acl_request_size(r.path, r.acls), opts_.max_request_bytes)) {
+    if (auto ec = check_request_size(set_acl_request_size(r.path, acls), opts_.max_request_bytes)) {
       return fail(std::move(h), ec);
     }
+    auto x = std::make_shared<request_extra>();
+    x->acls = std::move(acls);
+    r.extra = std::move(x);
     submit(std::move(r), std::move(h), watch_pending{}, watch_kind::none, [](reply&) { return std::tuple<>(); });
   }
 
@@ -276,7 +280,9 @@ class session_impl final : public client_port, public std::enable_shared_from_th
     if (ops.empty()) return fail(std::move(h), std::error_code{});
     request r;
     r.type = req_type::multi;
-    r.ops = std::move(ops);
+    auto x = std::make_shared<request_extra>();
+    x->ops = std::move(ops);
+    r.extra = std::move(x);
     submit(std::move(r), std::move(h), watch_pending{}, watch_kind::none, [this](reply& rep) {
       for (auto& res : rep.results) {
         if (!res.path.empty()) res.path = strip(res.path);
@@ -301,7 +307,9 @@ class session_impl final : public client_port, public std::enable_shared_from_th
     if (!ready_) return fail(std::move(h), std::error_code{});  // sent at the next handshake
     request r;
     r.type = req_type::add_auth;
-    r.scheme = std::move(scheme);
+    auto x = std::make_shared<request_extra>();
+    x->scheme = std::move(scheme);
+    r.extra = std::move(x);
     r.data = std::move(credential);
     submit(std::move(r), std::move(h), watch_pending{}, watch_kind::none, [](reply&) { return std::tuple<>(); });
   }
@@ -355,7 +363,9 @@ class session_impl final : public client_port, public std::enable_shared_from_th
       request a;
       a.type = req_type::add_auth;
       a.xid = auth_xid;
-      a.scheme = scheme;
+      auto x = std::make_shared<request_extra>();
+      x->scheme = scheme;
+      a.extra = std::move(x);
       a.data = cred;
       send_raw(std::move(a));
     }
@@ -363,10 +373,12 @@ class session_impl final : public client_port, public std::enable_shared_from_th
       request sw;
       sw.type = req_type::set_watches;
       sw.xid = set_watches_xid;
-      sw.relative_zxid = last_zxid_;
-      for (const auto& [p, v] : data_w_) sw.data_watches.push_back(p);
-      for (const auto& [p, v] : exist_w_) sw.exist_watches.push_back(p);
-      for (const auto& [p, v] : child_w_) sw.child_watches.push_back(p);
+      auto x = std::make_shared<request_extra>();
+      x->relative_zxid = last_zxid_;
+      for (const auto& [p, v] : data_w_) x->data_watches.push_back(p);
+      for (const auto& [p, v] : exist_w_) x->exist_watches.push_back(p);
+      for (const auto& [p, v] : child_w_) x->child_watches.push_back(p);
+      sw.extra = std::move(x);
       send_raw(std::move(sw));
     }
     auto queued = std::move(queued_);
