@@ -792,7 +792,9 @@ class cluster {
   }
 
   /// A server-to-server message, delivered after the link delay if the link is not cut
-  /// (then and at delivery time). `f` runs as a world event.
+  /// (then and at delivery time), in order per (from, to) pair: servers talk over TCP, and a
+  /// session's forwarded writes must reach the leader in the order it sent them. `f` runs as
+  /// a world event.
   template <class F>
   void between_servers(std::size_t from, std::size_t to, F&& f) {
     if (from == to) {
@@ -801,8 +803,9 @@ class cluster {
     }
     const endpoint a = endpoint::server(from), b = endpoint::server(to);
     if (!reachable(a, b)) return;
-    const clock_duration d = draw_delay(link_for(a, b));
-    sched_.post_after(world_process, d, [this, a, b, f = std::forward<F>(f)]() mutable {
+    clock_time& horizon = server_link_horizon_[{from, to}];
+    horizon = std::max(now() + draw_delay(link_for(a, b)), horizon);
+    sched_.post_at(world_process, horizon, [this, a, b, f = std::forward<F>(f)]() mutable {
       if (!reachable(a, b)) return;
       f();
     });
@@ -1623,6 +1626,7 @@ class cluster {
   std::unordered_map<std::uint64_t, connection> conns_;
   std::map<process_id, client_entry> clients_;
   std::set<link_key> cuts_;
+  std::map<std::pair<std::size_t, std::size_t>, clock_time> server_link_horizon_;  // FIFO per direction
   std::map<link_key, link_options> links_;
   process_id next_process_ = 1;
   std::uint64_t next_conn_ = 1;
