@@ -311,11 +311,7 @@ class cluster {
   bool run_until(Pred pred, clock_duration limit) {
     const clock_time deadline =
         limit >= clock_time::max() - now() ? clock_time::max() : now() + std::max(limit, clock_duration::zero());
-    auto timed_out = std::make_shared<bool>(false);
-    sched_.post_at(world_process, deadline, [timed_out] { *timed_out = true; });
-    const bool ok = sched_.run_until([&] { return *timed_out || pred(); });
-    if (!ok || *timed_out) return pred();
-    return true;
+    return sched_.run_until(std::move(pred), deadline);
   }
 
   // ---- the ensemble ---------------------------------------------------------------------

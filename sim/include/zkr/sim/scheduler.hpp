@@ -260,6 +260,29 @@ class scheduler : public boost::asio::execution_context {
     return false;
   }
 
+  /// Runs events due at or before `deadline` until `pred()` is true (checked first, then
+  /// after every event). Returns true when it is; false if `deadline` came first (the clock
+  /// is then at `deadline`, as run_until(deadline) leaves it), the events ran out, or stop()
+  /// was called. Leaves nothing behind in the queue.
+  template <class Pred>
+    requires std::is_invocable_r_v<bool, Pred&>
+  bool run_until(Pred pred, clock_time deadline) {
+    {
+      run_guard guard(*this);
+      if (pred()) return true;
+      while (!stopped_) {
+        const step s = step_once(deadline);
+        if (s == step::none) break;
+        if (s == step::ran && pred()) return true;
+      }
+    }
+    if (!stopped_ && deadline > now_ && deadline != clock_time::max()) {
+      now_ = deadline;
+      events_this_instant_ = 0;
+    }
+    return pred();
+  }
+
   /// Runs the events runnable now (including those they post for now), never advancing
   /// the clock. Returns how many ran.
   std::size_t poll() { return run_impl(now_, false); }

@@ -13,8 +13,8 @@
 // reconnect (SetWatches with the last zxid seen), so a change missed meanwhile fires at once;
 // credentials re-sent on every connection. Session states as the real backend: suspended at
 // a disconnect, reconnected on the same session, lost when the server says expired or when no
-// server was heard for the negotiated timeout since suspended (presumed; the session is
-// abandoned for good), then a new generation unless `reopen_on_expiry` is off.
+// server was heard for the negotiated timeout (presumed, counted from the last packet heard;
+// the session is abandoned for good), then a new generation unless `reopen_on_expiry` is off.
 //
 // Threads: none of its own. Everything runs inside the cluster's run calls, as events of the
 // session's process (process()), which a fault can pause. Call it from the cluster's thread.
@@ -64,7 +64,7 @@ struct session_options {
   bool reopen_on_expiry = true;
   /// Client-side size check (0 disables it: the server then drops the connection).
   std::size_t max_request_bytes = default_max_request_bytes;
-  /// Seed of the session's prng (host order, backoff, recipe randomness). Empty: drawn from
+  /// Seed of the session's prng (host order, recipe randomness). Empty: drawn from
   /// the cluster's prng, so the cluster's seed decides it.
   std::optional<std::uint64_t> seed{};
   /// Name in the trace; empty: "c<process id>".
@@ -569,15 +569,20 @@ class session_impl final : public client_port, public std::enable_shared_from_th
   /// session is suspended if it was connected, and the next host is tried.
   void connection_failed() {
     const bool was_ready = ready_;
+    const clock_time last_heard = last_heard_;
     drop_connection();
     fail_all(make_error_code(errc::connection_loss), make_error_code(errc::connection_loss));
     if (close_handler_) finish_close();
     if (state_ == session_state::closed) return;
     if (was_ready && is_connected(state_)) {
       transition(session_state::suspended, {});
-      // Presumed lost once no server has been heard for the negotiated timeout (Curator's
-      // rule; the same deadline as the real backend's, counted from the disconnect).
-      lost_timer_->expires_after(negotiated_timeout());
+      // Presumed lost once no server has been heard for the negotiated timeout: by then the
+      // leader may have expired the session (it expires a session a timeout after its last
+      // packet), so a holder's belief must end. Counted from the last packet heard, not from
+      // the disconnect: the read timeout already used two thirds of it. (The real backend
+      // cannot see when the C client last heard its server and counts from the disconnect,
+      // late by up to that much; docs/backend.md.)
+      lost_timer_->expires_at(last_heard + std::chrono::duration_cast<clock_duration>(negotiated_timeout()));
       lost_timer_->async_wait([weak = weak_from_this(), gen = generation_](std::error_code ec) {
         auto self = weak.lock();
         if (ec || !self) return;
@@ -591,11 +596,11 @@ class session_impl final : public client_port, public std::enable_shared_from_th
   }
 
   void schedule_retry() {
-    // The next host at once; after a whole round of hosts, a random backoff (up to 250 ms)
-    // so that clients do not reconnect in lock step.
+    // As the C client (zookeeper_interest): the next host at once; after trying every host,
+    // wait a sixtieth of the session timeout so as not to spin.
     const bool round_done = next_host_ % hosts_.size() == 0;
-    const auto delay = round_done ? rng_.uniform_duration(clock_duration::zero(), clock_duration(std::chrono::milliseconds(250)))
-                                  : clock_duration::zero();
+    const auto timeout = negotiated_ms_ > 0 ? std::chrono::milliseconds(negotiated_ms_) : opts_.session_timeout;
+    const auto delay = round_done ? std::chrono::duration_cast<clock_duration>(timeout) / 60 : clock_duration::zero();
     conn_timer_->expires_after(delay);
     conn_timer_->async_wait([weak = weak_from_this()](std::error_code ec) {
       auto self = weak.lock();
