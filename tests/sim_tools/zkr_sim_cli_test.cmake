@@ -1,0 +1,75 @@
+# Goal: the zkr-sim command line keeps its promises: exit codes, one-line error messages on
+# stderr, and the same output, byte for byte, for the same scenario and seed.
+# Method: runs EXE with ARGS (separated by '|'; empty for none) in WORK_DIR/a and checks the exit
+# code (EXPECT_EXIT), stdout against EXPECT_STDOUT and stderr against EXPECT_STDERR (regexes,
+# empty: not checked). A successful run must write nothing to stderr; a failing one exactly
+# one line and nothing to stdout. MODE twice: runs again in WORK_DIR/b and requires the same
+# stdout and the same files (e.g. the --trace JSON lines).
+#   cmake -DEXE=... "-DARGS=run|demo|--seed|1" -DEXPECT_EXIT=0 -DWORK_DIR=... -P zkr_sim_cli_test.cmake
+foreach(v EXE EXPECT_EXIT WORK_DIR)
+  if(NOT DEFINED ${v} OR "${${v}}" STREQUAL "")
+    message(FATAL_ERROR "zkr_sim_cli_test: ${v} is required")
+  endif()
+endforeach()
+
+string(REPLACE "|" ";" ARGS "${ARGS}")
+
+function(run_once dir out_var err_var)
+  file(REMOVE_RECURSE "${dir}")
+  file(MAKE_DIRECTORY "${dir}")
+  execute_process(COMMAND "${EXE}" ${ARGS}
+                  WORKING_DIRECTORY "${dir}"
+                  RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT "${rc}" STREQUAL "${EXPECT_EXIT}")
+    string(LENGTH "${out}" n)
+    if(n GREATER 3000)
+      math(EXPR from "${n} - 3000")
+      string(SUBSTRING "${out}" ${from} -1 out)
+    endif()
+    message(FATAL_ERROR "zkr-sim ${ARGS}: exit ${rc}, expected ${EXPECT_EXIT}\nstderr: ${err}\nstdout (end): ${out}")
+  endif()
+  if(EXPECT_STDOUT AND NOT out MATCHES "${EXPECT_STDOUT}")
+    message(FATAL_ERROR "zkr-sim ${ARGS}: stdout does not match '${EXPECT_STDOUT}':\n${out}")
+  endif()
+  if(EXPECT_STDERR AND NOT err MATCHES "${EXPECT_STDERR}")
+    message(FATAL_ERROR "zkr-sim ${ARGS}: stderr does not match '${EXPECT_STDERR}':\n${err}")
+  endif()
+  if(EXPECT_EXIT EQUAL 0)
+    if(NOT err STREQUAL "")
+      message(FATAL_ERROR "zkr-sim ${ARGS}: succeeded but wrote to stderr:\n${err}")
+    endif()
+  else()
+    string(REGEX MATCHALL "\n" newlines "${err}")
+    list(LENGTH newlines n)
+    if(NOT n EQUAL 1 OR NOT err MATCHES "\n$")
+      message(FATAL_ERROR "zkr-sim ${ARGS}: expected exactly one line on stderr, got:\n${err}")
+    endif()
+    if(NOT out STREQUAL "")
+      message(FATAL_ERROR "zkr-sim ${ARGS}: failed but wrote to stdout:\n${out}")
+    endif()
+  endif()
+  set(${out_var} "${out}" PARENT_SCOPE)
+  set(${err_var} "${err}" PARENT_SCOPE)
+endfunction()
+
+run_once("${WORK_DIR}/a" out_a err_a)
+if(MODE STREQUAL "twice")
+  run_once("${WORK_DIR}/b" out_b err_b)
+  if(NOT out_a STREQUAL out_b)
+    file(WRITE "${WORK_DIR}/a.stdout" "${out_a}")
+    file(WRITE "${WORK_DIR}/b.stdout" "${out_b}")
+    message(FATAL_ERROR "zkr-sim ${ARGS}: two runs printed different output (see ${WORK_DIR}/a.stdout, b.stdout)")
+  endif()
+  file(GLOB files RELATIVE "${WORK_DIR}/a" "${WORK_DIR}/a/*")
+  foreach(f IN LISTS files)
+    execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files "${WORK_DIR}/a/${f}" "${WORK_DIR}/b/${f}"
+                    RESULT_VARIABLE same)
+    if(NOT same EQUAL 0)
+      message(FATAL_ERROR "zkr-sim ${ARGS}: two runs wrote different ${f}")
+    endif()
+    file(SIZE "${WORK_DIR}/a/${f}" size)
+    if(size EQUAL 0)
+      message(FATAL_ERROR "zkr-sim ${ARGS}: ${f} is empty")
+    endif()
+  endforeach()
+endif()
