@@ -87,6 +87,10 @@ struct cluster_options {
   /// ZooKeeper's tickTime. Session timeouts are clamped to [2, 20] x tick; the leader
   /// checks session expiry once per tick.
   std::chrono::milliseconds tick_time{2000};
+  /// Session timeout bounds (minSessionTimeout, maxSessionTimeout); zero: ZooKeeper's
+  /// defaults, 2 and 20 x tick_time.
+  std::chrono::milliseconds min_session_timeout{0};
+  std::chrono::milliseconds max_session_timeout{0};
   /// Client <-> server links.
   link_options client_links{};
   /// Server <-> server links (request forwarding, proposals, commits).
@@ -351,10 +355,15 @@ class cluster {
   std::size_t committed() const noexcept { return log_end(); }
   /// Sessions the replicated session table holds (id -> timeout ms), as server `i` has them.
   const std::map<std::int64_t, std::int32_t>& sessions(std::size_t i) const { return server_at(i).sessions; }
-  /// Clamps a requested session timeout to [2, 20] x tick, as the server does.
+  /// Clamps a requested session timeout to [min, max] (default [2, 20] x tick), as the
+  /// server does.
   std::int32_t negotiate_timeout(std::int32_t requested_ms) const noexcept {
     const auto tick = static_cast<std::int32_t>(opts_.tick_time.count());
-    return std::clamp(requested_ms, 2 * tick, 20 * tick);
+    const auto lo = opts_.min_session_timeout.count() > 0 ? static_cast<std::int32_t>(opts_.min_session_timeout.count())
+                                                          : 2 * tick;
+    const auto hi = opts_.max_session_timeout.count() > 0 ? static_cast<std::int32_t>(opts_.max_session_timeout.count())
+                                                          : 20 * tick;
+    return std::clamp(requested_ms, lo, std::max(lo, hi));
   }
 
   // ---- faults -------------------------------------------------------------------------

@@ -140,12 +140,15 @@ class data_tree {
   /// with `auth_failed` and adds nothing (the real server then closes the connection).
   std::error_code add_auth(std::int64_t session_id, std::string_view scheme, std::string_view credential) {
     if (scheme != "digest") return errc::auth_failed;
-    auth_[session_id].push_back({"digest", digest_id(credential)});
+    // ServerCnxn.addAuthInfo keeps each id once: a repeated credential adds nothing.
+    auth_id id{"digest", digest_id(credential)};
+    auto& ids = auth_[session_id];
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(std::move(id));
     return {};
   }
 
-  /// The ids a session has authenticated as, in the order added (duplicates kept, as the
-  /// server's list does). Empty for an unknown session.
+  /// The ids a session has authenticated as, in the order first added (each once, as the
+  /// server's list). Empty for an unknown session.
   std::vector<auth_id> auth_info(std::int64_t session_id) const {
     const auto it = auth_.find(session_id);
     return it == auth_.end() ? std::vector<auth_id>{} : it->second;

@@ -285,7 +285,12 @@ class session_impl final : public client_port, public std::enable_shared_from_th
     r.extra = std::move(x);
     submit(std::move(r), std::move(h), watch_pending{}, watch_kind::none, [this](reply& rep) {
       for (auto& res : rep.results) {
-        if (!res.path.empty()) res.path = strip(res.path);
+        if (!res.path.empty()) {
+          res.path = strip(res.path);
+          // The real backend's C client returns no stat for a create in a multi: neither do
+          // we, so a recipe cannot come to rely on one here (docs/backend.md, Multi).
+          res.stat = zkr::stat{};
+        }
       }
       return std::make_tuple(std::move(rep.results));
     });
