@@ -19,10 +19,11 @@
 //
 // Servers. The real side shares one standalone server per program (zk_environment), a shared
 // 3-node ensemble for the `ensemble` fixture (started on first use) and a fresh standalone
-// server per test for the `own_server` fixture (tests that stop it). The simulator side makes
-// a fresh cluster per test with the test servers' configuration: tickTime 200 ms (1000 ms for
-// `own_server`, so that a session can outlive a restart), container/TTL check every 100 ms,
-// 1 or 3 servers. The seed is 1, or $ZKR_CONFORMANCE_SEED for a sweep.
+// server per test for the `outages` fixture (tests that stop it). The simulator side makes
+// a fresh cluster per test with the test servers' configuration (scripts/zk): tickTime 200 ms
+// (1000 ms for `outages`, so that a session can outlive a restart), session timeouts within
+// [2 ticks, 60 s], container/TTL check every 100 ms, 1 or 3 servers. The seed is 1, or
+// $ZKR_CONFORMANCE_SEED for a sweep.
 //
 // Every test gets its own root path (test_root()), created by SetUp, so that tests sharing a
 // real server never see each other's nodes; the simulator side uses the same paths.
@@ -96,8 +97,7 @@ using zkr::test::watch_record;
 /// How a test session connects; translated into each backend's own options.
 struct connect_options {
   std::string chroot{};  ///< appended to the connect string, e.g. "/zkr-test/x"
-  /// 4 s: inside what both sides grant with tickTime 200 ms (the simulator clamps to
-  /// [2, 20] x tick; the real test server to [2 x tick, 60 s]).
+  /// 4 s: short enough that the tests' sessions of a real server end soon after a crash.
   std::chrono::milliseconds session_timeout{4000};
   bool reopen_on_expiry = true;
   std::size_t max_request_bytes = default_max_request_bytes;
@@ -314,6 +314,8 @@ class sim_backend {
     o.seed = seed();
     o.servers = t == topology::shared_ensemble ? 3 : 1;
     o.tick_time = t == topology::own_single ? 1000ms : 200ms;
+    o.min_session_timeout = 2 * o.tick_time;  // scripts/zk's zoo.cfg
+    o.max_session_timeout = 60000ms;
     o.container_check_interval = 100ms;
     cluster_ = std::make_unique<zkr::sim::cluster>(o);
   }

@@ -41,7 +41,7 @@ using namespace std::chrono_literals;
 using ev = children_cache_event_type;
 using zkr::conformance::tok;
 using zkr::test::watch::check_sequence;
-using zkr::test::watch::counting_session;
+using zkr::test::watch::reads;
 using zkr::test::watch::history;
 
 using view_type = std::map<std::string, child_data, std::less<>>;
@@ -313,6 +313,14 @@ TYPED_TEST(caches, node_cache_a_cancelled_start_is_undone_and_may_be_started_aga
     t.settle(s);
     EXPECT_EQ(hub.stats().subscribers, 0u) << "a cancelled start leaves no subscription";
   }
+  {
+    // Emitted right after the call returns: hooked in the initiating call, not lost.
+    asio::cancellation_signal sig;
+    auto f = nc.async_start(asio::bind_cancellation_slot(sig.slot(), tok));
+    sig.emit(asio::cancellation_type::total);
+    EXPECT_EQ(std::get<0>(t.await(std::move(f))), zkr::operation_aborted());
+    EXPECT_FALSE(nc.initialized());
+  }
   ASSERT_FALSE(t.err(nc.async_start(tok)));
   EXPECT_EQ(nc.current()->data, "a");
 }
@@ -503,7 +511,7 @@ TYPED_TEST(caches, children_cache_forwards_session_events_and_rereads_after_expi
 TYPED_TEST(caches, two_caches_on_one_hub_cost_one_read_per_change) {
   auto& t = *this;
   using S = typename TestFixture::S;
-  using CS = counting_session<S>;
+  using CS = zkr::test::probe_session<S>;
   auto& s = t.first();
   auto& w = t.open();
   const auto p = t.path("svc");
@@ -515,13 +523,13 @@ TYPED_TEST(caches, two_caches_on_one_hub_cost_one_read_per_change) {
   ASSERT_FALSE(t.err(one.async_start(tok)));
   ASSERT_FALSE(t.err(two.async_start(tok)));
   ASSERT_FALSE(t.err(parent.async_start(tok)));
-  const auto reads0 = counted.reads();
+  const auto reads0 = reads(counted);
   ASSERT_FALSE(t.err(w.async_create(p + "/c", "C", {}, tok)));
   ASSERT_TRUE(t.eventually([&] { return one.get("c").has_value() && two.get("c").has_value(); }));
-  EXPECT_EQ(counted.reads() - reads0, 2u) << "one list read and one read of the new child, for two caches";
+  EXPECT_EQ(reads(counted) - reads0, 2u) << "one list read and one read of the new child, for two caches";
   ASSERT_FALSE(t.err(w.async_set(p + "/c", "C2", -1, tok)));
   ASSERT_TRUE(t.eventually([&] { return one.get("c")->data == "C2" && two.get("c")->data == "C2"; }));
-  EXPECT_EQ(counted.reads() - reads0, 3u);
+  EXPECT_EQ(reads(counted) - reads0, 3u);
   EXPECT_EQ(hub.stats().channels, 3u) << "the parent's list, the parent's data, the child's data";
   // `counted` dies with this scope: let the closes run first.
   one.close();

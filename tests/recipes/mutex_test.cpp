@@ -194,6 +194,18 @@ TEST(mutex_fsm, a_stall_while_waiting_disables_the_shortcut) {
   EXPECT_EQ(r.fsm.shortcut_handoffs(), 0u);
 }
 
+TEST(mutex_fsm, a_listing_read_after_a_stall_is_not_trusted) {
+  fsm_rig r;
+  auto check = r.create_node(0);
+  r.fsm.on_stall();  // the process froze while the listing was on its way
+  EXPECT_EQ(r.fsm.on_own_read({}, stat_with(100)).io, mutex_io::none);
+  auto a = r.fsm.on_listed({}, {r.mine(0)});
+  EXPECT_FALSE(a.complete) << "the answer may predate our session's expiry";
+  ASSERT_EQ(a.io, mutex_io::check) << "ask again: only a live session answers";
+  a = r.answer_check(a, {r.mine(0)});
+  EXPECT_TRUE(a.complete);
+}
+
 TEST(mutex_fsm, two_contenders_below_take_a_fresh_listing) {
   fsm_rig r;
   const auto pred = r.wait_behind(2);
@@ -621,7 +633,8 @@ TYPED_TEST(mutex_both, a_waiter_takes_over_on_release_with_a_higher_token) {
   ASSERT_FALSE(ec) << ec.message();
   EXPECT_GT(t2, t1);
   EXPECT_TRUE(m2.is_held());
-  EXPECT_EQ(m2.stats().shortcut_handoffs, 1u) << "the waiter's listing showed only the holder";
+  // (Whether this hand-off took the shortcut depends on timing on a real server; the
+  // hand-off test below pins it down with a probe.)
   this->release(m2);
 }
 
@@ -1004,7 +1017,8 @@ class lock_world {
     bool stop = false;
     bool holding = false;
     bool contending = false;
-    bool excused = false;  // paused or force-expired since the current acquire began
+    bool excused = false;         // paused or force-expired since the current acquire began
+    bool force_expired = false;   // force-expired since the current acquire began
     bool suspended = false;
     zkr::sim::clock_time suspended_at{};
     int acquired = 0;
@@ -1055,7 +1069,8 @@ class lock_world {
           // The belief starts on a session the ensemble no longer has: only a process that
           // was frozen can get here (a reply or event processed after a long pause).
           ++stale_beliefs_;
-          if (!cl.excused) ADD_FAILURE() << "a belief started on an expired session, without a pause";
+          // A pause does not excuse it: a stalled contender lists again before it believes.
+          if (!cl.force_expired) ADD_FAILURE() << "a belief started on an expired session";
         }
         if (checker_) checker_->set(proc, true);
         check_beliefs();
@@ -1099,7 +1114,7 @@ class lock_world {
       } else if (o_.forced_expiries) {
         excused_faults_.push_back(std::to_string(at / 1ms) + " expire m" + std::to_string(who));
         c_.at(at, "expire", [cl](zkr::sim::cluster& cc) {
-          if (cl->holding || cl->contending) cl->excused = true;
+          if (cl->holding || cl->contending) cl->excused = cl->force_expired = true;
           if (const auto sid = cc.session_of(cl->s->process())) cc.expire_session(*sid);
         });
       }
@@ -1112,6 +1127,7 @@ class lock_world {
     const auto timeout = std::chrono::milliseconds(100 + rng_.uniform(3000));
     cl.contending = true;
     cl.excused = false;
+    cl.force_expired = false;
     cl.m->async_acquire(timeout, [this, i](std::error_code ec, std::int64_t) {
       client& c = *clients_[i];
       c.contending = false;
@@ -1269,7 +1285,9 @@ TEST(mutex_sweep, paused_or_force_expired_holders_are_fenced_off) {
   // Two believers can overlap here whatever the recipe (the ensemble expires a session whose
   // owner cannot know yet; a reply processed after a long pause is stale): overlaps are
   // asserted only among believers that were neither paused nor force-expired since their
-  // acquire began; for the others, fencing must refuse the late writes.
+  // acquire began; for the others, fencing must refuse the late writes. And no belief may
+  // begin on a session the ensemble has already expired unless that expiry was forced: a
+  // contender that was frozen lists again before it believes (the stall guard).
   o.strict = false;
   const auto t = sweep(o);
   EXPECT_GT(t.stalls, 0u) << "no waiter ever noticed a stall: the guard is not covered";

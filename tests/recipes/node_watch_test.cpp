@@ -6,7 +6,7 @@
 // Method: (1) the sans-IO parts (classify, change_between, refresh_fsm, classify_failure)
 // stepped by hand, table-driven; (2) typed cases on both backends (tests/conformance/
 // fixture.hpp: a real ZooKeeper server and the simulator), every delivered sequence checked
-// by check_sequence, reads counted by a forwarding session (watch_support.hpp) and server-side
+// by check_sequence, reads counted by a forwarding session (probe_session.hpp) and server-side
 // watches read from the server (simulator: its data trees; real: the 4-letter word wchp);
 // (3) a seeded fault sweep on the simulator (writers, partitions, expiry, elections, GC
 // pauses, server crashes): every consumer's sequence is checked, every delivered state is
@@ -67,7 +67,7 @@ using detail::order;
 using detail::refresh_fsm;
 using zkr::conformance::tok;
 using zkr::test::watch::check_sequence;
-using zkr::test::watch::counting_session;
+using zkr::test::watch::reads;
 using zkr::test::watch::history;
 
 // ------------------------------------------------------------------------------------------
@@ -555,6 +555,14 @@ TYPED_TEST(node_watches, async_next_is_cancellable_and_the_watch_goes_on) {
     auto [ec, st] = t.await(std::move(f));
     EXPECT_EQ(ec, zkr::operation_aborted()) << static_cast<int>(type);
   }
+  {
+    // Emitted right after the call returns, before the wait reached the session's executor:
+    // the cancellation is hooked in the initiating call, so it is not lost.
+    asio::cancellation_signal sig;
+    auto f = nw.async_next(asio::bind_cancellation_slot(sig.slot(), tok));
+    sig.emit(asio::cancellation_type::terminal);
+    EXPECT_EQ(std::get<0>(t.await(std::move(f))), zkr::operation_aborted());
+  }
   ASSERT_FALSE(t.err(w.async_set(p, "1", -1, tok)));
   auto [ec, st] = t.await(nw.async_next(tok));
   ASSERT_FALSE(ec);
@@ -720,7 +728,7 @@ TYPED_TEST(node_watches, works_with_a_coroutine_and_with_deferred) {
 TYPED_TEST(node_watches, n_subscribers_share_one_server_watch_and_one_read_per_change) {
   auto& t = *this;
   using S = typename TestFixture::S;
-  using CS = counting_session<S>;
+  using CS = zkr::test::probe_session<S>;
   constexpr std::size_t n_data = 8, n_children = 4, changes = 5;
   auto& s = t.first();
   auto& w = t.open();
@@ -762,8 +770,8 @@ TYPED_TEST(node_watches, n_subscribers_share_one_server_watch_and_one_read_per_c
     EXPECT_EQ(zkr::test::watch::server_watches(t.b_.cluster()), 2u) << "one data and one child watch, for 12 subscribers";
   }
 
-  const auto reads0 = counted.reads();
-  const auto watched0 = counted.reads_with_watch();
+  const auto reads0 = reads(counted);
+  const auto watched0 = hub.stats().watches_armed;
   for (std::size_t k = 1; k <= changes; ++k) {
     const auto d = std::to_string(k);
     ASSERT_FALSE(t.err(w.async_set(p, d, -1, tok)));
@@ -771,9 +779,9 @@ TYPED_TEST(node_watches, n_subscribers_share_one_server_watch_and_one_read_per_c
     ASSERT_FALSE(t.err(w.async_create(p + "/c" + d, "", {}, tok)));
     ASSERT_TRUE(all_children(k));
   }
-  const auto shared_reads = counted.reads() - reads0;
+  const auto shared_reads = reads(counted) - reads0;
   EXPECT_EQ(shared_reads, 2 * changes) << "one read per change for " << n_data + n_children << " subscribers";
-  EXPECT_EQ(counted.reads_with_watch() - watched0, 2 * changes) << "one client-side watcher per change";
+  EXPECT_EQ(hub.stats().watches_armed - watched0, 2 * changes) << "one client-side watcher per change";
   for (const auto& h : nh) {
     EXPECT_EQ(h->size(), changes + 1) << "every subscriber got every (spaced) change";
     EXPECT_EQ(check_sequence(h->items()), "");
@@ -794,7 +802,7 @@ TYPED_TEST(node_watches, n_subscribers_share_one_server_watch_and_one_read_per_c
     own.back()->start(recording(oh.back()));
   }
   ASSERT_TRUE(t.eventually([&] { return std::all_of(oh.begin(), oh.end(), [](const auto& h) { return h->size() >= 1; }); }));
-  const auto private0 = counted2.reads();
+  const auto private0 = reads(counted2);
   for (std::size_t k = 1; k <= changes; ++k) {
     const auto d = std::to_string(k);
     ASSERT_FALSE(t.err(w.async_set(p2, d, -1, tok)));
@@ -802,7 +810,7 @@ TYPED_TEST(node_watches, n_subscribers_share_one_server_watch_and_one_read_per_c
       return std::all_of(oh.begin(), oh.end(), [&](const auto& h) { return h->back() && h->back()->data == d; });
     }));
   }
-  const auto private_reads = counted2.reads() - private0;
+  const auto private_reads = reads(counted2) - private0;
   EXPECT_EQ(private_reads, n_data * changes);
   EXPECT_TRUE(t.b_.server_has_data_watch(p2, s2.session_id()));
   std::cout << "[ measured ] " << TypeParam::name << ": " << n_data << " data + " << n_children

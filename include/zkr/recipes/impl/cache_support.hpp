@@ -3,7 +3,8 @@
 //   - `listener_set<Event>`: listeners added and removed from any thread, called on the
 //     session's executor. Removal on the executor is immediate (no call after it returns);
 //     from another thread a call already under way may finish.
-//   - `waiter_slot<Args...>`: the one pending start of a cache, with its cancellation slot.
+//   - `waiter_slot<Args...>`: the one pending operation (a cache's start, a watch's next), with
+//     its cancellation hooked in the initiating call.
 #pragma once
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -82,28 +84,50 @@ class listener_set {
   std::uint64_t next_ = 0;
 };
 
-/// At most one pending operation and its cancellation slot. Executor only.
+/// At most one pending operation and its cancellation slot.
+///
+/// Cancellation is hooked in the initiating call (`prepare`, any thread), on the slot of the
+/// *type-erased* handler: `any_completion_handler` installs its own cancellation state on the
+/// caller's slot, so assigning that slot again would replace it (and a cancellation emitted
+/// before a later assignment, on the executor, would be lost). The hook dispatches
+/// `on_cancel(id)` to the executor, where it runs after the operation's own dispatched start
+/// (both are queued there in that order). Everything else runs on the executor.
 template <class... Args>
 class waiter_slot {
  public:
   using pending_type = zkr::detail::pending<void(std::error_code, Args...)>;
 
-  bool armed() const noexcept { return w_.has_value(); }
-  std::uint64_t id() const noexcept { return id_; }
+  /// A handler ready to be armed on the executor.
+  struct prepared {
+    pending_type w;
+    boost::asio::cancellation_slot slot;
+    std::uint64_t id = 0;
+  };
 
-  /// Holds `w`. If `slot` is connected, a cancellation emitted on it calls
-  /// `on_cancel(id)` on `ex` (dispatched: the emitter may be another thread).
-  template <class Executor, class OnCancel>
-  void arm(pending_type w, boost::asio::cancellation_slot slot, const Executor& ex, OnCancel on_cancel) {
-    ZKR_WATCH_ASSERT(!w_.has_value());
-    w_.emplace(std::move(w));
-    slot_ = slot;
-    const auto id = ++id_;
-    if (slot_.is_connected()) {
-      slot_.assign([ex, on_cancel = std::move(on_cancel), id](boost::asio::cancellation_type) mutable {
+  /// In the initiating function: type-erases `h`, hooks its cancellation, returns it. Never
+  /// invokes anything.
+  template <class Handler, class Executor, class OnCancel>
+  static prepared prepare(Handler&& h, const Executor& ex, std::uint64_t id, OnCancel on_cancel) {
+    boost::asio::any_completion_handler<void(std::error_code, Args...)> erased(std::forward<Handler>(h));
+    auto slot = erased.get_cancellation_slot();
+    if (slot.is_connected()) {
+      slot.assign([ex, on_cancel = std::move(on_cancel), id](boost::asio::cancellation_type) mutable {
         boost::asio::dispatch(ex, [on_cancel, id]() mutable { on_cancel(id); });
       });
     }
+    return prepared{pending_type(std::move(erased), ex), slot, id};
+  }
+
+  bool armed() const noexcept { return w_.has_value(); }
+  std::uint64_t id() const noexcept { return id_; }
+
+  /// Holds the operation until complete(). Requires !armed().
+  void arm(prepared p) {
+    ZKR_WATCH_ASSERT(!w_.has_value());
+    ZKR_WATCH_ASSERT(p.id != 0);
+    w_.emplace(std::move(p.w));
+    slot_ = p.slot;
+    id_ = p.id;
   }
 
   /// Completes the held operation (posted on `ex`: never inline). Requires armed().
@@ -115,6 +139,13 @@ class waiter_slot {
     auto w = std::move(*w_);
     w_.reset();
     std::move(w).post_complete(ex, ec, std::move(a)...);
+  }
+
+  /// Completes an operation that was never armed (refused at once), posted on `ex`.
+  template <class Executor>
+  static void refuse(prepared p, const Executor& ex, std::error_code ec, Args... a) {
+    if (p.slot.is_connected()) p.slot.clear();
+    std::move(p.w).post_complete(ex, ec, std::move(a)...);
   }
 
  private:

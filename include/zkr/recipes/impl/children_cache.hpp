@@ -29,7 +29,6 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -126,10 +125,12 @@ class children_cache_core : public std::enable_shared_from_this<children_cache_c
             throw std::logic_error(expected == life::started ? "children_cache: already started"
                                                              : "children_cache: closed");
           }
-          auto slot = boost::asio::get_associated_cancellation_slot(handler);
-          typename waiter_slot<>::pending_type w(std::move(handler), self->hub_->get_executor());
-          auto ex = self->hub_->get_executor();
-          boost::asio::dispatch(ex, [self, w = std::move(w), slot]() mutable { self->begin(std::move(w), slot); });
+          const auto& ex = self->hub_->get_executor();
+          auto w = waiter_slot<>::prepare(std::move(handler), ex, self->start_ids_.fetch_add(1) + 1,
+                                          [weak = std::weak_ptr<children_cache_core>(self)](std::uint64_t id) {
+                                            if (auto me = weak.lock()) me->cancel_start(id);
+                                          });
+          boost::asio::dispatch(ex, [self, w = std::move(w)]() mutable { self->begin(std::move(w)); });
         },
         token, this->shared_from_this());
   }
@@ -185,13 +186,14 @@ class children_cache_core : public std::enable_shared_from_this<children_cache_c
     return p;
   }
 
-  void begin(typename waiter_slot<>::pending_type w, boost::asio::cancellation_slot slot) {
+  void begin(typename waiter_slot<>::prepared w) {
     ZKR_WATCH_ASSERT(hub_->get_executor().running_in_this_thread());
-    if (life_.load() != life::started) return std::move(w).post_complete(hub_->get_executor(), zkr::operation_aborted());
+    if (life_.load() != life::started) {
+      // Closed between the initiation and now.
+      return waiter_slot<>::refuse(std::move(w), hub_->get_executor(), zkr::operation_aborted());
+    }
     ZKR_WATCH_ASSERT(!parent_ && tracked_.empty() && !waiter_.armed());
-    waiter_.arm(std::move(w), slot, hub_->get_executor(), [weak = this->weak_from_this()](std::uint64_t id) {
-      if (auto self = weak.lock()) self->cancel_start(id);
-    });
+    waiter_.arm(std::move(w));
     const auto run = ++run_;
     first_generation_ = hub_->session().generation();
     session_sub_ = hub_->session().subscribe([weak = this->weak_from_this(), run](const session_event& ev) {
@@ -440,6 +442,7 @@ class children_cache_core : public std::enable_shared_from_this<children_cache_c
   bool got_parent_ = false;
   std::vector<children_cache_event> events_;  // of one callback; at most 2 per child
   waiter_slot<> waiter_;
+  std::atomic<std::uint64_t> start_ids_{0};  // ids of starts (cancellation hooks name them)
   subscription session_sub_;
   std::uint64_t first_generation_ = 0;
   // any thread:

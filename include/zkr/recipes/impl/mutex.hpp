@@ -65,7 +65,9 @@
 // listing. A session cannot expire in less than two thirds of its timeout of silence (the
 // client pings every third), so such a stall is always noticed. Without this guard the
 // shortcut would widen the classic GC-pause hazard (a reply processed after a long pause)
-// from one round trip per hand-off to the whole wait.
+// from one round trip per hand-off to the whole wait. The same check closes that classic
+// hazard too, which Curator has: a listing answered before a stall (or a suspension) but read
+// after it is not trusted; the contender lists again, and only a live session answers.
 //
 // Thread safety: the FSM and the core belong to the session's executor (strand). The core's
 // snapshot fields (held, token) are atomics, readable from any thread.
@@ -308,9 +310,11 @@ class mutex_fsm {
     }
     retries_ = 0;
     maybe_created_ = false;
+    // Every child with our prefix is ours (the uuid is unique), whatever its suffix: a create
+    // that landed after the int32 wrap has an 11-character one and must go too.
     std::vector<std::string> mine;
     for (const auto& c : children) {
-      if (has_prefix(c, prefix_) && sequence_of(c, lock_marker)) mine.push_back(c);
+      if (has_prefix(c, prefix_)) mine.push_back(c);
     }
     if (phase_ != phase::contending) {
       ghosts_.insert(ghosts_.end(), mine.begin(), mine.end());  // dropping: every one goes
@@ -409,9 +413,16 @@ class mutex_fsm {
     if (own_gone || own_deleted_ || ec == errc::no_node) return own_node_gone();  // no parent: no node either
     if (ec) return fail(ec);
     retries_ = 0;
+    if (sent_epoch_ != epoch_) {
+      // Sent before a suspension or a stall and answered before it, but read after it: the
+      // session that answered may be gone by now (a frozen process reading an old reply).
+      // Ask again; the new answer comes only from a live session. (Curator trusts it.)
+      need_check_ = true;
+      return next();
+    }
     const auto sorted = sorted_contenders(children, lock_marker);
     for (const auto& c : children) {
-      if (c != node_ && has_prefix(c, prefix_) && sequence_of(c, lock_marker)) ghosts_.push_back(c);
+      if (c != node_ && has_prefix(c, prefix_)) ghosts_.push_back(c);
     }
     const auto it = std::find(sorted.begin(), sorted.end(), node_);
     if (it == sorted.end()) return own_node_gone();
@@ -506,7 +517,7 @@ class mutex_fsm {
     pred_armed_ = false;
     if (ec || phase_ != phase::contending) return {};
     // Shortcut (a): p's deletion reported in the epoch of the listing and of the own watch.
-    if (ev.type == event_type::deleted && !own_deleted_ && shortcut_allowed(epoch_)) return become_holder(true);
+    if (ev.type == event_type::deleted && shortcut_allowed(epoch_)) return become_holder(true);
     need_check_ = true;
     if (busy_) return {};
     return next();
@@ -809,7 +820,7 @@ class mutex_fsm {
 
   bool shortcut_allowed(std::uint64_t event_epoch) const noexcept {
     return cfg_.sole_predecessor_handoff && sole_pred_ && !node_.empty() && listing_epoch_ == epoch_ &&
-           own_armed_epoch_ == epoch_ && event_epoch == epoch_ && own_watch_id_ != 0;
+           own_armed_epoch_ == epoch_ && event_epoch == epoch_ && own_watch_id_ != 0 && !own_deleted_;
   }
 
   /// A lock node whose sequence is not a 10-digit non-negative number: the parent's int32
@@ -1272,6 +1283,7 @@ class mutex_core : public std::enable_shared_from_this<mutex_core<Session>> {
                        });
         }
         s_.async_get_children(path_, [self](std::error_code ec, std::vector<std::string> children, zkr::stat) {
+          self->check_stall();
           self->run(self->fsm_.on_listed(ec, children));
         });
         return;

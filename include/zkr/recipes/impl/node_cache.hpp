@@ -16,7 +16,6 @@
 #include <system_error>
 #include <utility>
 
-#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/dispatch.hpp>
 
@@ -57,10 +56,12 @@ class node_cache_core : public std::enable_shared_from_this<node_cache_core<Sess
           if (!self->life_.compare_exchange_strong(expected, life::started)) {
             throw std::logic_error(expected == life::started ? "node_cache: already started" : "node_cache: closed");
           }
-          auto slot = boost::asio::get_associated_cancellation_slot(handler);
-          typename waiter_slot<>::pending_type w(std::move(handler), self->hub_->get_executor());
-          auto ex = self->hub_->get_executor();
-          boost::asio::dispatch(ex, [self, w = std::move(w), slot]() mutable { self->begin(std::move(w), slot); });
+          const auto& ex = self->hub_->get_executor();
+          auto w = waiter_slot<>::prepare(std::move(handler), ex, self->start_ids_.fetch_add(1) + 1,
+                                          [weak = std::weak_ptr<node_cache_core>(self)](std::uint64_t id) {
+                                            if (auto me = weak.lock()) me->cancel_start(id);
+                                          });
+          boost::asio::dispatch(ex, [self, w = std::move(w)]() mutable { self->begin(std::move(w)); });
         },
         token, this->shared_from_this());
   }
@@ -91,16 +92,14 @@ class node_cache_core : public std::enable_shared_from_this<node_cache_core<Sess
     }
   };
 
-  void begin(typename waiter_slot<>::pending_type w, boost::asio::cancellation_slot slot) {
+  void begin(typename waiter_slot<>::prepared w) {
     ZKR_WATCH_ASSERT(hub_->get_executor().running_in_this_thread());
     if (life_.load() != life::started) {
       // Closed between the initiation and now.
-      return std::move(w).post_complete(hub_->get_executor(), zkr::operation_aborted());
+      return waiter_slot<>::refuse(std::move(w), hub_->get_executor(), zkr::operation_aborted());
     }
     ZKR_WATCH_ASSERT(!sink_ && !waiter_.armed());
-    waiter_.arm(std::move(w), slot, hub_->get_executor(), [weak = this->weak_from_this()](std::uint64_t id) {
-      if (auto self = weak.lock()) self->cancel_start(id);
-    });
+    waiter_.arm(std::move(w));
     sink_ = std::make_shared<run_sink>();
     sink_->owner = this->weak_from_this();
     sink_->run = ++run_;
@@ -174,6 +173,7 @@ class node_cache_core : public std::enable_shared_from_this<node_cache_core<Sess
   std::optional<node_snapshot> latest_;
   std::int64_t high_ = 0;
   waiter_slot<> waiter_;
+  std::atomic<std::uint64_t> start_ids_{0};  // ids of starts (cancellation hooks name them)
   // any thread:
   mutable std::mutex mu_;
   std::optional<node_state> current_;

@@ -28,7 +28,9 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -359,9 +361,6 @@ class hub_core : public std::enable_shared_from_this<hub_core<Session>> {
     subscribers_.fetch_sub(before - ch->sinks.size());
     maybe_retire(ch);
   }
-
-  /// The stats counter of a consumer-visible delivery: for tests and benchmarks.
-  std::size_t channel_count() const noexcept { return channels_.load(); }
 
  private:
   template <class Snap>

@@ -23,14 +23,12 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/async_result.hpp>
-#include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/dispatch.hpp>
 
-#include <zkr/detail/pending.hpp>
 #include <zkr/error.hpp>
 #include <zkr/path.hpp>
+#include <zkr/recipes/impl/cache_support.hpp>
 #include <zkr/recipes/impl/watch_hub.hpp>
 
 namespace zkr::recipes {
@@ -75,7 +73,6 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
  public:
   using state_type = decltype(make_state(std::declval<const Snap&>(), node_change::initial));
   using listener_type = std::function<bool(std::error_code, const state_type&)>;
-  using waiter_type = zkr::detail::pending<void(std::error_code, state_type)>;
 
   watch_loop(std::shared_ptr<hub_core<Session>> hub, std::string path, watch_options o)
       : hub_(std::move(hub)), path_(std::move(path)) {
@@ -128,10 +125,12 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
   auto async_next(Token&& token) {
     return boost::asio::async_initiate<Token, void(std::error_code, state_type)>(
         [](auto handler, std::shared_ptr<watch_loop> self) {
-          auto slot = boost::asio::get_associated_cancellation_slot(handler);
-          waiter_type w(std::move(handler), self->hub_->get_executor());
-          auto ex = self->hub_->get_executor();
-          boost::asio::dispatch(ex, [self, w = std::move(w), slot]() mutable { self->next(std::move(w), slot); });
+          const auto& ex = self->hub_->get_executor();
+          auto w = waiter_slot<state_type>::prepare(std::move(handler), ex, self->next_ids_.fetch_add(1) + 1,
+                                                    [weak = std::weak_ptr<watch_loop>(self)](std::uint64_t id) {
+                                                      if (auto me = weak.lock()) me->cancel_next(id);
+                                                    });
+          boost::asio::dispatch(ex, [self, w = std::move(w)]() mutable { self->next(std::move(w)); });
         },
         token, this->shared_from_this());
   }
@@ -164,7 +163,7 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
       }
       if (drop_listener_) listener_ = nullptr;
     }
-    if (waiter_) hand_over();
+    if (waiter_.armed()) hand_over();
   }
 
   void on_end(std::error_code ec) override {
@@ -180,7 +179,7 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
       (void)l(ec, state_type{});
       in_callback_ = false;
     }
-    if (waiter_) complete_waiter(ec);
+    if (waiter_.armed()) complete_waiter(ec);
   }
 
  private:
@@ -207,36 +206,29 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
     } else {
       listener_ = nullptr;
     }
-    if (waiter_) complete_waiter(for_waiter);
+    if (waiter_.armed()) complete_waiter(for_waiter);
   }
 
-  void next(waiter_type w, boost::asio::cancellation_slot slot) {
+  void next(typename waiter_slot<state_type>::prepared w) {
     ZKR_WATCH_ASSERT(hub_->get_executor().running_in_this_thread());
-    if (ended_) return std::move(w).post_complete(hub_->get_executor(), ended_, state_type{});
-    if (waiter_) {
-      return std::move(w).post_complete(hub_->get_executor(), make_error_code(std::errc::operation_in_progress),
-                                        state_type{});
+    const auto& ex = hub_->get_executor();
+    if (ended_) return waiter_slot<state_type>::refuse(std::move(w), ex, ended_, state_type{});
+    if (waiter_.armed()) {
+      return waiter_slot<state_type>::refuse(std::move(w), ex, make_error_code(std::errc::operation_in_progress),
+                                             state_type{});
     }
-    waiter_.emplace(std::move(w));
-    slot_ = slot;
-    const auto id = ++waiter_id_;
-    if (version_ > pulled_version_) return hand_over();
-    if (slot_.is_connected()) {
-      // Honoured: terminal, partial and total. Waiting has no side effect: the state that
-      // would have completed this wait stays for the next async_next.
-      slot_.assign([weak = this->weak_from_this(), id](boost::asio::cancellation_type) {
-        if (auto self = weak.lock()) {
-          boost::asio::dispatch(self->hub_->get_executor(), [weak, id] {
-            auto me = weak.lock();
-            if (me && me->waiter_ && me->waiter_id_ == id) me->complete_waiter(zkr::operation_aborted());
-          });
-        }
-      });
-    }
+    waiter_.arm(std::move(w));
+    if (version_ > pulled_version_) hand_over();
+  }
+
+  /// Honoured: terminal, partial and total. Waiting has no side effect: the state that would
+  /// have completed this wait stays for the next async_next.
+  void cancel_next(std::uint64_t id) {
+    if (waiter_.armed() && waiter_.id() == id) complete_waiter(zkr::operation_aborted());
   }
 
   void hand_over() {
-    ZKR_WATCH_ASSERT(waiter_ && latest_);
+    ZKR_WATCH_ASSERT(waiter_.armed() && latest_);
     ZKR_WATCH_ASSERT(version_ > pulled_version_);
     const Snap* prev = pulled_ ? &*pulled_ : nullptr;
     auto st = make_state(*latest_, change_between(prev, *latest_));
@@ -246,12 +238,8 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
   }
 
   void complete_waiter(std::error_code ec, state_type st = {}) {
-    ZKR_WATCH_ASSERT(waiter_.has_value());
-    if (slot_.is_connected()) slot_.clear();
-    slot_ = {};
-    auto w = std::move(*waiter_);
-    waiter_.reset();
-    std::move(w).post_complete(hub_->get_executor(), ec, std::move(st));
+    ZKR_WATCH_ASSERT(waiter_.armed());
+    waiter_.complete(hub_->get_executor(), ec, std::move(st));
   }
 
   std::shared_ptr<hub_core<Session>> hub_;
@@ -268,9 +256,8 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
   std::uint64_t version_ = 0;         // accepted states so far
   std::optional<Snap> pulled_;        // the last state async_next returned
   std::uint64_t pulled_version_ = 0;
-  std::optional<waiter_type> waiter_;
-  boost::asio::cancellation_slot slot_;
-  std::uint64_t waiter_id_ = 0;
+  waiter_slot<state_type> waiter_;
+  std::atomic<std::uint64_t> next_ids_{0};  // ids of async_next calls (cancellation hooks name them)
   // any thread:
   mutable std::mutex mu_;
   std::optional<state_type> current_;
