@@ -550,5 +550,27 @@ TEST(sim_cluster, a_fault_schedule_drawn_from_the_seed_replays_and_keeps_the_ens
   EXPECT_NE(run(8).first, a.first);
 }
 
+TEST(sim_cluster, healing_one_cut_leaves_an_overlapping_cut_in_place) {
+  cluster c(test_options());
+  session a(c, sopts(c));
+  const auto client = endpoint::client(a.process());
+  const auto s0 = endpoint::server(0);
+  const auto whole = c.isolate(client);        // a from everyone
+  const auto one = c.partition({client}, {s0});  // and, overlapping, a from s0 alone
+  EXPECT_FALSE(c.reachable(client, s0));
+  c.heal(whole);
+  EXPECT_FALSE(c.reachable(client, s0)) << "the other cut still holds this link";
+  EXPECT_TRUE(c.reachable(client, endpoint::server(1)));
+  c.heal(whole);  // twice: ignored
+  EXPECT_FALSE(c.reachable(client, s0));
+  c.heal(one);
+  EXPECT_TRUE(c.reachable(client, s0));
+  const auto again = c.isolate(client);
+  c.heal();  // all
+  EXPECT_TRUE(c.reachable(client, s0));
+  c.heal(again);  // already healed by heal(): ignored
+  EXPECT_TRUE(c.reachable(client, s0));
+}
+
 }  // namespace
 }  // namespace zkr::sim

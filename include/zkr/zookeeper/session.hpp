@@ -84,7 +84,9 @@ class session {
   subscription subscribe(state_listener listener) { return subscription(impl_->add_listener(std::move(listener))); }
 
   /// Waits until the session is connected (completes at once, posted, if it is).
-  /// Signature: void(std::error_code). Errors: errc::closing if closed.
+  /// Signature: void(std::error_code). Errors: errc::closing if closed; the loss reason
+  /// (session_expired, session_lost, auth_failed) once the session is lost for good
+  /// (reopen_on_expiry off, or auth failed), also for a wait already pending then.
   /// Per-Operation Cancellation: all types; completes with operation_aborted.
   template <class Token>
   auto async_wait_connected(Token&& token) {

@@ -144,6 +144,7 @@ class session_impl : public std::enable_shared_from_this<session_impl> {
       const auto s = self->state_.load();
       if (is_connected(s)) return std::move(h).dispatch_complete(std::error_code{});
       if (s == session_state::closed) return std::move(h).dispatch_complete(make_error_code(errc::closing));
+      if (self->final_loss_) return std::move(h).dispatch_complete(self->final_loss_);
       const auto id = self->next_waiter_id_++;
       self->waiters_.emplace_back(id, std::move(h));
       if (slot.is_connected()) {
@@ -585,8 +586,12 @@ class session_impl : public std::enable_shared_from_this<session_impl> {
       old = std::move(handle_);
       if (reason != errc::auth_failed && opts_.reopen_on_expiry) {
         if (auto ec = open_handle_locked()) schedule_reopen();
+      } else {
+        final_loss_ = reason;  // strand only; no new session will come
       }
     }
+    // Without a new session nothing will ever connect: waiters learn why now.
+    if (final_loss_) complete_waiters(final_loss_);
     reap(std::move(old), {});
   }
 
@@ -715,6 +720,7 @@ class session_impl : public std::enable_shared_from_this<session_impl> {
   timer_type reopen_timer_;
   std::uint64_t next_waiter_id_ = 1;
   std::list<std::pair<std::uint64_t, pending<void(std::error_code)>>> waiters_;
+  std::error_code final_loss_;  // strand only: why the session is lost for good (no reopen)
 
   std::mutex listeners_mu_;
   std::vector<std::shared_ptr<listener_entry>> listeners_;

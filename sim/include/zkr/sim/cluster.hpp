@@ -280,6 +280,9 @@ class cluster {
     electing_ = true;
     finish_election(term_);
   }
+  /// Destroys the pending events first, while the cluster is whole: an event may hold the
+  /// last reference to a session's state, whose destructor deregisters it here.
+  ~cluster() { sched_.discard_pending(); }
   cluster(const cluster&) = delete;
   cluster& operator=(const cluster&) = delete;
 
@@ -403,31 +406,54 @@ class cluster {
     note_fault("election", "ensemble", [&](trace::fields& f) { f.add("pause_ms", ms(pause)); });
     begin_election(pause);
   }
-  /// Cuts every link between a member of `a` and a member of `b`, both ways.
-  void partition(const std::vector<endpoint>& a, const std::vector<endpoint>& b) {
+  /// Names one partition (or isolation) so that it alone can be healed: heal(cut_id).
+  using cut_id = std::uint64_t;
+  /// Cuts every link between a member of `a` and a member of `b`, both ways. Returns the
+  /// cut's id for heal(id); overlapping cuts of one link count, so healing one of them leaves
+  /// the link cut by the other.
+  cut_id partition(const std::vector<endpoint>& a, const std::vector<endpoint>& b) {
     note_fault("partition", "network", [&](trace::fields& f) {
       f.add("a", describe(a));
       f.add("b", describe(b));
     });
+    std::vector<link_key> keys;
     for (const auto& x : a) {
       for (const auto& y : b) {
-        if (x != y) cuts_.insert(key(x, y));
+        if (x != y && std::find(keys.begin(), keys.end(), key(x, y)) == keys.end()) keys.push_back(key(x, y));
       }
     }
+    for (const auto& k : keys) ++cuts_[k];
+    const cut_id id = next_cut_++;
+    cut_sets_.emplace(id, std::move(keys));
     reassess();
+    return id;
   }
-  /// Cuts `e` from every server and every known client.
-  void isolate(endpoint e) {
+  /// Cuts `e` from every server and every known client. Returns the cut's id for heal(id).
+  cut_id isolate(endpoint e) {
     std::vector<endpoint> others;
     for (std::size_t i = 0; i < servers_.size(); ++i) others.push_back(endpoint::server(i));
     for (const auto& [p, port] : clients_) others.push_back(endpoint::client(p));
     std::erase(others, e);
-    partition({e}, others);
+    return partition({e}, others);
   }
   /// Restores every cut link (connections already black-holed stay dead, as TCP ones would).
   void heal() {
     note_fault("heal", "network");
     cuts_.clear();
+    cut_sets_.clear();
+    reassess();
+  }
+  /// Restores the links of cut `id` only (those no other cut holds). An id already healed
+  /// (also by heal()) is ignored.
+  void heal(cut_id id) {
+    const auto it = cut_sets_.find(id);
+    if (it == cut_sets_.end()) return;
+    note_fault("heal", "network", [&](trace::fields& f) { f.add("cut", id); });
+    for (const auto& k : it->second) {
+      const auto c = cuts_.find(k);
+      if (c != cuts_.end() && --c->second == 0) cuts_.erase(c);
+    }
+    cut_sets_.erase(it);
     reassess();
   }
   /// Whether messages pass between `a` and `b` now.
@@ -530,13 +556,17 @@ class cluster {
           break;
         case isolate_client:
           line += "isolate " + client_name(client);
-          at(at_offset, line, [client](cluster& c) { c.isolate(endpoint::client(client)); });
-          at(at_offset + len, "heal", [](cluster& c) { c.heal(); });
+          at(at_offset, line, [client, len](cluster& c) {
+            const auto id = c.isolate(endpoint::client(client));
+            c.at(len, "heal", [id](cluster& cc) { cc.heal(id); });  // this cut only
+          });
           break;
         case isolate_server:
           line += "isolate " + servers_[server].name;
-          at(at_offset, line, [server](cluster& c) { c.isolate(endpoint::server(server)); });
-          at(at_offset + len, "heal", [](cluster& c) { c.heal(); });
+          at(at_offset, line, [server, len](cluster& c) {
+            const auto id = c.isolate(endpoint::server(server));
+            c.at(len, "heal", [id](cluster& cc) { cc.heal(id); });  // this cut only
+          });
           break;
         case election:
           line += "election -";
@@ -1630,7 +1660,9 @@ class cluster {
   // Looked up on every message, iterated only with the ids sorted (never in hash order).
   std::unordered_map<std::uint64_t, connection> conns_;
   std::map<process_id, client_entry> clients_;
-  std::set<link_key> cuts_;
+  std::map<link_key, int> cuts_;                     // cut links, each with how many cuts hold it
+  std::map<cut_id, std::vector<link_key>> cut_sets_;  // the links of each cut not yet healed
+  cut_id next_cut_ = 1;
   std::map<std::pair<std::size_t, std::size_t>, clock_time> server_link_horizon_;  // FIFO per direction
   std::map<link_key, link_options> links_;
   process_id next_process_ = 1;

@@ -176,6 +176,15 @@ class scheduler : public boost::asio::execution_context {
   /// destructors may post or cancel timers; those events are destroyed too). Timers must be
   /// destroyed before their scheduler, except those owned by handlers destroyed here.
   ~scheduler() {
+    discard_pending();
+    destroy();
+  }
+
+  /// Destroys every queued, timed and held event without running it, as the destructor does
+  /// (services are shut down too: nothing may run on the scheduler afterwards). For an owner
+  /// about to be destroyed whose handlers reach into it (the cluster): it discards them first,
+  /// while it is still whole. Never fails.
+  void discard_pending() {
     shutdown();  // services (e.g. strands) drop their handlers first
     for (;;) {
       if (!ready_.empty()) {
@@ -196,7 +205,6 @@ class scheduler : public boost::asio::execution_context {
         break;
       }
     }
-    destroy();
   }
 
   /// An executor whose events belong to `process` (default: the world). Never fails.

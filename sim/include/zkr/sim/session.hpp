@@ -164,6 +164,7 @@ class session_impl final : public client_port, public std::enable_shared_from_th
   void wait_connected(pending<void(std::error_code)> h, boost::asio::cancellation_slot slot) {
     if (is_connected(state_)) return std::move(h).post_complete(*ex_, std::error_code{});
     if (state_ == session_state::closed) return std::move(h).post_complete(*ex_, make_error_code(errc::closing));
+    if (final_loss_) return std::move(h).post_complete(*ex_, final_loss_);
     const auto id = next_waiter_++;
     waiters_.emplace(id, std::move(h));
     if (slot.is_connected()) {
@@ -642,7 +643,13 @@ class session_impl final : public client_port, public std::enable_shared_from_th
     session_id_ = 0;
     password_.clear();
     last_zxid_ = 0;
-    if (reason == errc::auth_failed || !opts_.reopen_on_expiry || state_ == session_state::closed) return;
+    if (state_ == session_state::closed) return;
+    if (reason == errc::auth_failed || !opts_.reopen_on_expiry) {
+      // No new session will come: waiters for `connected` learn why now.
+      final_loss_ = reason;
+      complete_waiters(reason);
+      return;
+    }
     ++generation_;
     schedule_retry();
   }
@@ -753,6 +760,7 @@ class session_impl final : public client_port, public std::enable_shared_from_th
   std::map<std::uint64_t, state_listener> listeners_;
   std::uint64_t next_listener_ = 1;
   std::map<std::uint64_t, pending<void(std::error_code)>> waiters_;
+  std::error_code final_loss_;  // why the session is lost for good (no reopen); else empty
   std::uint64_t next_waiter_ = 1;
 };
 
@@ -808,7 +816,9 @@ class session {
   subscription subscribe(state_listener listener) { return subscription(impl_->add_listener(std::move(listener))); }
 
   /// Waits until connected (at once, posted, if it is). Signature: void(std::error_code).
-  /// Errors: errc::closing if closed. Per-Operation Cancellation: all types; operation_aborted.
+  /// Errors: errc::closing if closed; the loss reason (session_expired, session_lost,
+  /// auth_failed) once the session is lost for good (reopen_on_expiry off, or auth failed).
+  /// Per-Operation Cancellation: all types; operation_aborted.
   template <class Token>
   auto async_wait_connected(Token&& token) {
     return boost::asio::async_initiate<Token, void(std::error_code)>(
