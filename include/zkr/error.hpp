@@ -159,7 +159,8 @@ inline std::error_code make_error_code(errc e) noexcept {
 inline std::error_code operation_aborted() noexcept { return std::make_error_code(std::errc::operation_canceled); }
 
 /// True for errors after which the request's outcome is unknown (it may have been applied):
-/// connection loss, and the session-level failures that end a request in flight.
+/// connection_loss (also how a request in flight ends when its session is lost) and
+/// operation_timeout.
 inline bool outcome_unknown(const std::error_code& ec) noexcept {
   return ec == errc::connection_loss || ec == errc::operation_timeout;
 }

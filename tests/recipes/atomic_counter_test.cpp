@@ -734,11 +734,12 @@ TEST(counter_sweep, final_value_lies_between_acknowledged_and_acknowledged_plus_
     if (!r.posts.empty()) {
       EXPECT_LE(*r.posts.rbegin(), r.final_value);
     }
-    EXPECT_GT(r.acked, 10) << "no progress";
+    EXPECT_GT(r.acked, 0) << "no progress at all";
     acked += r.acked;
     unknown += r.unknown;
     values += r.values;
   }
+  EXPECT_GE(acked, 20 * zkr::test::sim::sweep_count()) << "too little progress across the sweep";
   std::cout << "[ sweep    ] acknowledged increments " << acked << ", unknown outcomes " << unknown
             << ", sequence values " << values << std::endl;
   EXPECT_GT(unknown, 0) << "no write ever had an unknown outcome: the sweep does not cover it";

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -39,16 +40,24 @@ class scripted_session {
                                                        boost::asio::wait_traits<std::chrono::steady_clock>, executor_type>;
 
   enum class kind { get, children, exists, sync };
-  /// One request waiting for the test's answer.
+  using get_handler = boost::asio::any_completion_handler<void(std::error_code, std::string, zkr::stat)>;
+  using children_handler = boost::asio::any_completion_handler<void(std::error_code, std::vector<std::string>, zkr::stat)>;
+  using exists_handler = boost::asio::any_completion_handler<void(std::error_code, zkr::stat)>;
+  using sync_handler = boost::asio::any_completion_handler<void(std::error_code)>;
+  /// One request waiting for the test's answer. Built whole and never assigned: Boost 1.81's
+  /// any_completion_handler move assignment recurses (see zkr/detail/pending.hpp).
   struct op {
-    kind k = kind::get;
+    op(kind k, std::string p, watch_handler w, get_handler g, children_handler c, exists_handler e, sync_handler s)
+        : k(k), path(std::move(p)), watched(static_cast<bool>(w)), watch(std::move(w)), on_get(std::move(g)),
+          on_children(std::move(c)), on_exists(std::move(e)), on_sync(std::move(s)) {}
+    kind k;
     std::string path;
-    bool watched = false;
+    bool watched;
     watch_handler watch;
-    boost::asio::any_completion_handler<void(std::error_code, std::string, zkr::stat)> on_get;
-    boost::asio::any_completion_handler<void(std::error_code, std::vector<std::string>, zkr::stat)> on_children;
-    boost::asio::any_completion_handler<void(std::error_code, zkr::stat)> on_exists;
-    boost::asio::any_completion_handler<void(std::error_code)> on_sync;
+    get_handler on_get;
+    children_handler on_children;
+    exists_handler on_exists;
+    sync_handler on_sync;
   };
 
   explicit scripted_session(boost::asio::io_context& io) : io_(io), strand_(boost::asio::make_strand(io)), rng_(7) {}
@@ -64,8 +73,11 @@ class scripted_session {
   std::chrono::milliseconds negotiated_timeout() const { return std::chrono::milliseconds(4000); }
   subscription subscribe(state_listener l) {
     const auto id = ++next_listener_;
-    listeners_.emplace(id, std::move(l));
-    return subscription([this, id] { listeners_.erase(id); });
+    listeners_->emplace(id, std::move(l));
+    // Weak, as the real backends: a subscription may outlive the session.
+    return subscription([weak = std::weak_ptr<listener_map>(listeners_), id] {
+      if (auto m = weak.lock()) m->erase(id);
+    });
   }
   template <class T>
   auto async_wait_connected(T&& t) {
@@ -112,13 +124,8 @@ class scripted_session {
   auto async_get(std::string_view p, watch_handler w, T&& t) {
     return boost::asio::async_initiate<T, void(std::error_code, std::string, zkr::stat)>(
         [this, path = std::string(p)](auto h, watch_handler wh) {
-          op o;
-          o.k = kind::get;
-          o.path = path;
-          o.watched = static_cast<bool>(wh);
-          o.watch = std::move(wh);
-          o.on_get = std::move(h);
-          ops.push_back(std::move(o));
+          ops.push_back(std::make_unique<op>(kind::get, path, std::move(wh), get_handler(std::move(h)), children_handler{},
+                                             exists_handler{}, sync_handler{}));
         },
         t, std::move(w));
   }
@@ -130,13 +137,8 @@ class scripted_session {
   auto async_get_children(std::string_view p, watch_handler w, T&& t) {
     return boost::asio::async_initiate<T, void(std::error_code, std::vector<std::string>, zkr::stat)>(
         [this, path = std::string(p)](auto h, watch_handler wh) {
-          op o;
-          o.k = kind::children;
-          o.path = path;
-          o.watched = static_cast<bool>(wh);
-          o.watch = std::move(wh);
-          o.on_children = std::move(h);
-          ops.push_back(std::move(o));
+          ops.push_back(std::make_unique<op>(kind::children, path, std::move(wh), get_handler{},
+                                             children_handler(std::move(h)), exists_handler{}, sync_handler{}));
         },
         t, std::move(w));
   }
@@ -148,13 +150,8 @@ class scripted_session {
   auto async_exists(std::string_view p, watch_handler w, T&& t) {
     return boost::asio::async_initiate<T, void(std::error_code, zkr::stat)>(
         [this, path = std::string(p)](auto h, watch_handler wh) {
-          op o;
-          o.k = kind::exists;
-          o.path = path;
-          o.watched = static_cast<bool>(wh);
-          o.watch = std::move(wh);
-          o.on_exists = std::move(h);
-          ops.push_back(std::move(o));
+          ops.push_back(std::make_unique<op>(kind::exists, path, std::move(wh), get_handler{}, children_handler{},
+                                             exists_handler(std::move(h)), sync_handler{}));
         },
         t, std::move(w));
   }
@@ -162,11 +159,8 @@ class scripted_session {
   auto async_sync(std::string_view p, T&& t) {
     return boost::asio::async_initiate<T, void(std::error_code)>(
         [this, path = std::string(p)](auto h) {
-          op o;
-          o.k = kind::sync;
-          o.path = path;
-          o.on_sync = std::move(h);
-          ops.push_back(std::move(o));
+          ops.push_back(std::make_unique<op>(kind::sync, path, watch_handler{}, get_handler{}, children_handler{},
+                                             exists_handler{}, sync_handler(std::move(h))));
         },
         t);
   }
@@ -174,7 +168,7 @@ class scripted_session {
   // ---- the script -------------------------------------------------------------------------
 
   /// Requests waiting for an answer, oldest first.
-  std::deque<op> ops;
+  std::deque<std::unique_ptr<op>> ops;
 
   /// Runs what is ready on the io_context.
   void poll() {
@@ -185,7 +179,7 @@ class scripted_session {
   /// Index of the oldest waiting request of kind `k` on `path`; throws if none.
   std::size_t find(kind k, std::string_view path) const {
     for (std::size_t i = 0; i < ops.size(); ++i) {
-      if (ops[i].k == k && ops[i].path == path) return i;
+      if (ops[i]->k == k && ops[i]->path == path) return i;
     }
     throw std::logic_error("no waiting request for " + std::string(path));
   }
@@ -193,24 +187,24 @@ class scripted_session {
   /// Answers a get: success (data, stat) or `ec`. A watch it carried is registered on success.
   void answer_get(std::size_t i, std::error_code ec, std::string data = {}, zkr::stat st = {}) {
     auto o = take(i, kind::get);
-    if (!ec && o.watched) data_w_[o.path].push_back(std::move(o.watch));
-    post([h = std::move(o.on_get), ec, data = std::move(data), st]() mutable { std::move(h)(ec, std::move(data), st); });
+    if (!ec && o->watched) data_w_[o->path].push_back(std::move(o->watch));
+    post([h = std::move(o->on_get), ec, data = std::move(data), st]() mutable { std::move(h)(ec, std::move(data), st); });
   }
   /// Answers a get_children (sorted names, the parent's stat) or `ec`.
   void answer_children(std::size_t i, std::error_code ec, std::vector<std::string> kids = {}, zkr::stat st = {}) {
     auto o = take(i, kind::children);
-    if (!ec && o.watched) child_w_[o.path].push_back(std::move(o.watch));
-    post([h = std::move(o.on_children), ec, kids = std::move(kids), st]() mutable { std::move(h)(ec, std::move(kids), st); });
+    if (!ec && o->watched) child_w_[o->path].push_back(std::move(o->watch));
+    post([h = std::move(o->on_children), ec, kids = std::move(kids), st]() mutable { std::move(h)(ec, std::move(kids), st); });
   }
   /// Answers an exists: present (stat), or `ec` (no_node: the watch is registered too).
   void answer_exists(std::size_t i, std::error_code ec, zkr::stat st = {}) {
     auto o = take(i, kind::exists);
-    if ((!ec || ec == errc::no_node) && o.watched) data_w_[o.path].push_back(std::move(o.watch));
-    post([h = std::move(o.on_exists), ec, st]() mutable { std::move(h)(ec, st); });
+    if ((!ec || ec == errc::no_node) && o->watched) data_w_[o->path].push_back(std::move(o->watch));
+    post([h = std::move(o->on_exists), ec, st]() mutable { std::move(h)(ec, st); });
   }
   void answer_sync(std::size_t i, std::error_code ec = {}) {
     auto o = take(i, kind::sync);
-    post([h = std::move(o.on_sync), ec]() mutable { std::move(h)(ec); });
+    post([h = std::move(o->on_sync), ec]() mutable { std::move(h)(ec); });
   }
 
   /// Fires the data (get/exists) watches on `path` with `type`.
@@ -235,7 +229,7 @@ class scripted_session {
     if (s == session_state::connected && state_ == session_state::lost) ++generation_;
     state_ = s;
     const session_event ev{s, generation_, {}};
-    const auto copy = listeners_;
+    const auto copy = *listeners_;
     for (const auto& [id, l] : copy) l(ev);
   }
 
@@ -250,8 +244,8 @@ class scripted_session {
   void post(F&& f) {
     boost::asio::post(strand_, std::forward<F>(f));
   }
-  op take(std::size_t i, kind k) {
-    if (i >= ops.size() || ops[i].k != k) throw std::logic_error("answering the wrong request");
+  std::unique_ptr<op> take(std::size_t i, kind k) {
+    if (i >= ops.size() || ops[i]->k != k) throw std::logic_error("answering the wrong request");
     auto o = std::move(ops[i]);
     ops.erase(ops.begin() + static_cast<std::ptrdiff_t>(i));
     return o;
@@ -276,7 +270,8 @@ class scripted_session {
   prng rng_;
   session_state state_ = session_state::connected;
   std::uint64_t generation_ = 1;
-  std::map<std::uint64_t, state_listener> listeners_;
+  using listener_map = std::map<std::uint64_t, state_listener>;
+  std::shared_ptr<listener_map> listeners_ = std::make_shared<listener_map>();
   std::uint64_t next_listener_ = 0;
   std::map<std::string, std::vector<watch_handler>> data_w_, child_w_;
 };

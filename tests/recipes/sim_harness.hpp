@@ -13,6 +13,7 @@
 //   and fails on two believers at one instant among processes that are not paused.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -22,6 +23,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <tuple>
 
 #include <gtest/gtest.h>
@@ -155,5 +157,26 @@ class holder_checker {
   std::size_t max_ = 0;
   int violations_ = 0;
 };
+
+/// True if `name` is Curator's protected sequential name for `marker` ("lock-", "latch-"):
+/// "_c_" + a lower-case version-4 UUID + "-" + marker + ten digits. (No std::regex: GCC 12's
+/// <regex> trips -Wmaybe-uninitialized in the ASan build.)
+inline bool is_curator_protected_name(std::string_view name, std::string_view marker) {
+  constexpr std::size_t uuid_len = 36;
+  if (!name.starts_with("_c_") || name.size() != 3 + uuid_len + 1 + marker.size() + 10) return false;
+  const auto uuid = name.substr(3, uuid_len);
+  for (std::size_t i = 0; i < uuid_len; ++i) {
+    const char c = uuid[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return false;
+    }
+  }
+  if (uuid[14] != '4' || std::string_view("89ab").find(uuid[19]) == std::string_view::npos) return false;
+  if (name[3 + uuid_len] != '-' || name.substr(3 + uuid_len + 1, marker.size()) != marker) return false;
+  const auto digits = name.substr(name.size() - 10);
+  return std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
 
 }  // namespace zkr::test::sim

@@ -49,8 +49,9 @@
 //
 // Failures: connection loss, a lost or expired session are waited out (the next `reconnected`
 // or `connected` resumes). Other errors (no_auth, invalid_acl, data_too_large,
-// no_children_for_ephemerals when a parent is ephemeral, throttled, ...) are reported in the
-// state (`error`) and retried with the retry policy's backoff; once the policy gives up, the
+// no_children_for_ephemerals when a parent is ephemeral, ...) are reported in the state
+// (`error`) and retried with the retry policy's backoff (throttled is retried silently and
+// reported only when the policy gives up); once the policy gives up, the
 // node waits for a session transition, a watch event or new data (set_data) before it tries
 // again. A closed session (async_close on the session) ends the node: state `closed`, error
 // errc::closing.

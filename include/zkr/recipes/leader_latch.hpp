@@ -242,7 +242,8 @@ class leader_latch {
   /// For reference only: it may change at any time.
   std::string our_path() const { return impl_->our_path(); }
   /// The failure that made the latch stop contending (a retry policy that gave up, an error
-  /// that retrying cannot mend such as no_auth, or errc::closing when the session was closed),
+  /// that retrying cannot mend such as no_auth, errc::sequence_exhausted when the latch path's
+  /// int32 child counter has wrapped, or errc::closing when the session was closed),
   /// or an empty error_code. A failed latch has given leadership up and deleted its node; it
   /// still needs `async_close`.
   std::error_code error() const { return impl_->error(); }

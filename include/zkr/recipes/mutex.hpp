@@ -68,7 +68,7 @@ struct mutex_options {
   /// `reconnected` (event `reconnected`, or `lost` if the node is gone) and ends at `lost`, at
   /// the latest at the session's presumed-lost deadline (the negotiated timeout after
   /// `suspended`). RISK: the ensemble may expire the session and give the lock to another
-  /// contender before this process presumes its session lost (up to a third of the session
+  /// contender before this process presumes its session lost (up to two thirds of the session
   /// timeout earlier, more with clock drift or a long GC pause): two processes then believe
   /// they hold. Use it only with fencing (`fencing_token()` checked by the guarded resource).
   bool hold_through_suspended = false;

@@ -67,8 +67,10 @@ constexpr bool has_prefix(std::string_view name, std::string_view prefix) noexce
 /// The signed sequence number after `marker` in a child's name ("lock-", "latch-"), or
 /// nullopt if the child is not one of the recipe's (no marker, or no `%010d` number right
 /// after its last occurrence). `"_c_...-lock-0000000007"` -> 7; `"lock--000000001"` -> -1.
-/// Unlike Curator, which sorts the suffixes as strings, zkr orders them as numbers, so the
-/// order stays right after the parent's cversion wraps to negative numbers.
+/// zkr orders the suffixes as numbers (Curator sorts them as strings). Neither order is right
+/// across the wrap of the parent's int32 child counter: a post-wrap node (negative) sorts below
+/// every older one. The latch and the mutex therefore refuse to contend with a node whose
+/// sequence is negative (errc::sequence_exhausted).
 inline std::optional<std::int64_t> sequence_of(std::string_view name, std::string_view marker) {
   const auto at = name.rfind(marker);
   if (at == std::string_view::npos) return std::nullopt;

@@ -233,6 +233,8 @@ class service_cache {
 
   service_cache(const service_cache&) = delete;
   service_cache& operator=(const service_cache&) = delete;
+  /// Closes the cache (its watches go with their next event); listeners are not called
+  /// after. Never fails.
   ~service_cache() {
     if (core_) (void)core_->cache().close();
   }
@@ -325,7 +327,8 @@ struct random_strategy {
 };
 
 /// Curator's StickyStrategy: the same instance (by id) while it is a candidate; otherwise
-/// `master` picks a new one. `instance_number()` counts the picks (Curator's getInstanceNumber).
+/// `master` picks a new one. The member `instance_number` counts the new picks, from -1 before
+/// the first (Curator's getInstanceNumber).
 template <provider_strategy Master = round_robin_strategy>
 struct sticky_strategy {
   Master master{};
@@ -355,6 +358,9 @@ static_assert(provider_strategy<sticky_strategy<random_strategy>>);
 template <zkr::backend Session, provider_strategy Strategy = round_robin_strategy>
 class service_provider {
  public:
+  /// Serves from `cache`, started or not (before the cache's initial load it knows no
+  /// instance). The random draws come from a prng seeded by the cache's session, so the
+  /// simulator replays them. Never fails.
   explicit service_provider(const service_cache<Session>& cache, Strategy strategy = {})
       : cache_(cache), strategy_(std::move(strategy)), rng_(cache.provider_seed()) {}
 

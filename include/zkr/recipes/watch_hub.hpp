@@ -64,13 +64,14 @@ class watch_hub {
     core_->attach();
   }
 
+  /// The session the hub reads and watches through. Never fails.
   Session& session() const noexcept { return core_->session(); }
 
   /// Counters (reads, syncs, watches armed, deliveries, stale results dropped, channels,
   /// subscribers). Any thread; a snapshot.
   watch_hub_stats stats() const noexcept { return core_->stats(); }
 
-  /// The shared state; for zkr's own recipes.
+  /// The shared state; for zkr's own recipes (a detail type: no stability promised).
   const std::shared_ptr<detail::hub_core<Session>>& core() const noexcept { return core_; }
 
  private:

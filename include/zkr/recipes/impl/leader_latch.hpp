@@ -319,6 +319,14 @@ class leader_latch_fsm {
     predecessor_.clear();
   }
 
+  /// A node whose sequence is not a non-negative 10-digit number: the parent's int32 child
+  /// counter wrapped (ZooKeeper names the next child "-2147483648"). It would sort below every
+  /// older contender and lead beside the current leader: the latch refuses to contend with it.
+  static bool valid_sequence(std::string_view name) {
+    const auto seq = sequence_of(name, latch_marker);
+    return seq && *seq >= 0;
+  }
+
   void give_up(const std::error_code& ec, step& s) {
     if (phase_ == phase::running) {
       failed_ = ec;
@@ -418,6 +426,7 @@ class leader_latch_fsm {
         return;
       }
       node_ = our_node{std::string(node_name(e.path)), e.stat.czxid, e.stat.ephemeral_owner};
+      if (!valid_sequence(node_->name)) return give_up(make_error_code(errc::sequence_exhausted), s);
       check_needed_ = true;
       return;
     }
@@ -510,8 +519,9 @@ class leader_latch_fsm {
       if (phase_ == phase::running && session_id_ != 0 && e.stat.ephemeral_owner == session_id_) {
         // Ours, made by this very session: adopt it (Curator's protected mode).
         node_ = our_node{name, e.stat.czxid, e.stat.ephemeral_owner};
-        check_needed_ = true;
         ++stats_.adopted;
+        if (!valid_sequence(name)) return give_up(make_error_code(errc::sequence_exhausted), s);
+        check_needed_ = true;
       } else if (!name.empty()) {
         // Made by an earlier session (Curator's ProtectedMode.validateFoundNode): delete it.
         ++stats_.not_adopted;

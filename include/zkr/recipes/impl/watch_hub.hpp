@@ -309,6 +309,21 @@ class hub_core : public std::enable_shared_from_this<hub_core<Session>> {
     return s;
   }
 
+  /// For diagnostics: one line per channel ("data|children <path> sinks=N watches=dec busy").
+  /// Executor only.
+  std::vector<std::string> describe_channels() const {
+    std::vector<std::string> out;
+    const auto line = [&](const char* kind, const auto& ch) {
+      out.push_back(std::string(kind) + " " + ch->path + " sinks=" + std::to_string(ch->sinks.size()) +
+                    " watches=" + std::to_string(ch->data_watch != 0) + std::to_string(ch->exist_watch != 0) +
+                    std::to_string(ch->child_watch != 0) + (ch->busy ? " busy" : "") +
+                    (ch->retry_pending ? " retry" : "") + (ch->ended ? " ended" : ""));
+    };
+    for (const auto& [p, ch] : data_) line("data", ch);
+    for (const auto& [p, ch] : children_) line("children", ch);
+    return out;
+  }
+
   /// Adds `s` to the channel of (kind of Snap, path), creating it (and reading) if needed.
   /// Executor only.
   template <class Snap>
@@ -630,6 +645,9 @@ class hub_core : public std::enable_shared_from_this<hub_core<Session>> {
       case failure::fatal: return end_channel(ch, ec);
       case failure::transient: break;
     }
+    // Everyone left while the read ran: nothing to retry for (and no session transition
+    // would retire the channel later).
+    if (ch->sinks.empty()) return maybe_retire(ch);
     if (ch->dirty) return start_refresh(ch);  // a watch or a session transition asked meanwhile
     if (!is_connected(session_.state())) return;  // reconnected / connected will kick it
     schedule_retry(ch);
@@ -720,7 +738,7 @@ class hub_core : public std::enable_shared_from_this<hub_core<Session>> {
         // re-read reports what changed while away even if a watch would have too.
         for_each_channel([&](const auto& ch) {
           ch->failures = 0;
-          if (ch->sinks.empty()) return;
+          if (ch->sinks.empty()) return maybe_retire(ch);  // dormant (a watch armed) stays
           kick(ch);
         });
         break;

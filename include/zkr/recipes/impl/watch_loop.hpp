@@ -170,6 +170,7 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
     ZKR_WATCH_ASSERT(hub_->get_executor().running_in_this_thread());
     ZKR_WATCH_ASSERT(ec);
     this->active = false;
+    if (fwd_) fwd_->active = false;
     if (ended_) return;
     ended_ = ec;
     life_.store(life::closed);
@@ -188,7 +189,10 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
     if (life_.load() != life::started) return;  // closed before it began
     listener_ = std::move(l);
     subscribed_ = true;
-    hub_->template subscribe<Snap>(path_, std::static_pointer_cast<sink<Snap>>(this->shared_from_this()));
+    fwd_ = std::make_shared<forwarder>();
+    fwd_->loop = this->weak_from_this();
+    fwd_->follow_creation = this->follow_creation;
+    hub_->template subscribe<Snap>(path_, std::static_pointer_cast<sink<Snap>>(fwd_));
   }
 
   void teardown(std::error_code for_waiter) {
@@ -197,7 +201,8 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
     this->active = false;
     if (subscribed_) {
       subscribed_ = false;
-      hub_->template unsubscribe<Snap>(path_, this);
+      fwd_->active = false;
+      hub_->template unsubscribe<Snap>(path_, fwd_.get());
     }
     if (!ended_) ended_ = for_waiter;
     // Never destroy the listener while it runs (it may have closed us): drop it after.
@@ -242,7 +247,21 @@ class watch_loop final : public sink<Snap>, public std::enable_shared_from_this<
     waiter_.complete(hub_->get_executor(), ec, std::move(st));
   }
 
+  /// The sink the hub's channel holds. It refers to the loop weakly: the loop holds the hub,
+  /// so a channel holding the loop would make a cycle that only the loop's teardown breaks,
+  /// and a loop dropped with its executor stopped (its teardown never run) would leak.
+  struct forwarder final : sink<Snap> {
+    std::weak_ptr<watch_loop> loop;
+    void on_state(const Snap& s) override {
+      if (auto l = loop.lock()) l->on_state(s);
+    }
+    void on_end(std::error_code ec) override {
+      if (auto l = loop.lock()) l->on_end(ec);
+    }
+  };
+
   std::shared_ptr<hub_core<Session>> hub_;
+  std::shared_ptr<forwarder> fwd_;  // executor only; set at begin
   std::string path_;
   std::atomic<life> life_{life::latent};
   // executor only:
